@@ -1,0 +1,82 @@
+import type { Backend } from "./backend.js";
+import type { Tensor } from "./tensor.js";
+
+/**
+ * What a cacheable site computes.
+ * - `attn` / `mlp`: a block's attention or MLP branch output BEFORE its adaLN gate (the model
+ *   re-applies the current step's gate to whatever the site returns, so a reused value is
+ *   re-gated as FORA and Learning-to-Cache do).
+ * - `block`: one whole block; output = input + residual.
+ * - `blocks`: a range of blocks `[block, end]`; output = input + residual.
+ */
+export type SiteKind = "attn" | "mlp" | "block" | "blocks";
+
+/** Identity of a site inside one model. */
+export interface SiteId {
+  /** What the site computes. */
+  readonly kind: SiteKind;
+  /** Block index (first block of a range). */
+  readonly block: number;
+  /** Last block of a `blocks` range, inclusive; equals `block` otherwise. */
+  readonly end: number;
+  /** Stable printable key, e.g. "block3.attn", "blocks0-27". */
+  readonly key: string;
+}
+
+/** Builds a {@link SiteId} with its canonical key. */
+export function siteId(kind: SiteKind, block: number, end: number = block): SiteId {
+  const key =
+    kind === "attn" || kind === "mlp" ? `block${block}.${kind}` : kind === "block" ? `block${block}` : `blocks${block}-${end}`;
+  return { kind, block, end, key };
+}
+
+/** Which half of a classifier-free-guidance batch a row belongs to. */
+export type BatchHalf = "cond" | "uncond";
+
+/** Where one model forward stands in a sampling run. */
+export interface StepInfo {
+  /** 0-based index of this denoising step in the run. */
+  readonly index: number;
+  /** Number of denoising steps in the run. */
+  readonly count: number;
+  /** Diffusion timestep the model sees (original 0..T-1 scale). */
+  readonly timestep: number;
+  /** Row layout of the batch: one entry per row, tagged explicitly (never inferred from call parity). */
+  readonly rows: readonly BatchHalf[];
+}
+
+/** One call of a site during a forward, handed to the active {@link SiteHook}. */
+export interface SiteCall {
+  /** The site. */
+  readonly site: SiteId;
+  /** The step. */
+  readonly step: StepInfo;
+  /** The site's input hidden state, (N, T, D). */
+  readonly input: Tensor;
+  /** Runs the real computation; the result is pre-gate for branch sites, the block output otherwise. */
+  compute(): Promise<Tensor>;
+  /** Multiply-accumulates one `compute()` costs, for the MAC accounting. */
+  readonly macs: number;
+  /**
+   * A cheap indicator some dynamic policies read (TeaCache: the timestep-modulated input of the
+   * first block). Present on `blocks` sites that start at block 0.
+   */
+  readonly indicator?: () => Promise<Tensor>;
+}
+
+/**
+ * The seam between a model and a cache: the model calls `run` at every cacheable site. The
+ * default hook computes; a cache engine is another implementation. The model knows nothing else
+ * of caching, and a hook needs nothing of the model's internals.
+ */
+export interface SiteHook {
+  /** Called once at the start of every model forward. */
+  beginForward?(step: StepInfo, backend: Backend): void | Promise<void>;
+  /** Returns the value the site produces at this call (computed or reused). */
+  run(call: SiteCall): Promise<Tensor>;
+  /** Called once at the end of every model forward. */
+  endForward?(step: StepInfo): void | Promise<void>;
+}
+
+/** The hook that always computes: an uncached model. */
+export const computeHook: SiteHook = { run: (call) => call.compute() };

@@ -1,1 +1,16 @@
-export {};
+export type { DiTConfig } from "./config.js";
+export {
+  hasNullClass,
+  mlpHiddenSize,
+  outChannels,
+  parseConfigJson,
+  tokenCount,
+  validateConfig,
+} from "./config.js";
+export type { DiTMacs } from "./cost.js";
+export { ditMacs } from "./cost.js";
+export { TIMESTEP_FREQUENCY_SIZE } from "./layouts/official.js";
+export type { DiTPresetName, ForwardOptions, LoadOptions } from "./model.js";
+export { DIT_PRESETS, DiTModel, ditPreset, sincosPositionEmbedding, timestepEmbedding } from "./model.js";
+export type { HostArray, WeightLayout, WeightLayoutName } from "./weights.js";
+export { checkWeights, parameterCount, WEIGHT_LAYOUTS } from "./weights.js";

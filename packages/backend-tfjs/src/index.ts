@@ -1,1 +1,3 @@
-export {};
+export type { TfjsBackendOptions, TfjsEngine } from "./engines.js";
+export { createTfjsBackend, TFJS_ENGINES } from "./engines.js";
+export type { TfjsBackend } from "./tfjs-backend.js";

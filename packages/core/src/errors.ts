@@ -21,6 +21,7 @@ export type DitcacheErrorCode =
 export class DitcacheError extends Error {
   /** Stable code for programmatic handling. */
   readonly code: DitcacheErrorCode;
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: read through the symbol by isInstance
   private readonly [brand] = true;
 
   constructor(code: DitcacheErrorCode, message: string, options?: { cause?: unknown }) {
@@ -43,6 +44,7 @@ export function invalidArgument(name: string, got: unknown, expected: string): n
 function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number" || typeof value === "boolean" || value == null) return String(value);
-  if (Array.isArray(value)) return `[${value.slice(0, 8).map(describe).join(", ")}${value.length > 8 ? ", …" : ""}]`;
+  if (Array.isArray(value))
+    return `[${value.slice(0, 8).map(describe).join(", ")}${value.length > 8 ? ", …" : ""}]`;
   return typeof value;
 }

@@ -1,8 +1,33 @@
-export type { DType, Tensor } from "./tensor.js";
-export type { Ops, Conv2dOptions, Pool2dOptions } from "./ops.js";
-export { OP_NAMES } from "./ops.js";
-export type { Backend, Unit, Executable } from "./backend.js";
-export type { SiteKind, SiteId, BatchHalf, StepInfo, SiteCall, SiteHook } from "./site.js";
-export { siteId, computeHook } from "./site.js";
-export { DitcacheError, invalidArgument } from "./errors.js";
+export type { Backend, Executable, Unit } from "./backend.js";
+export { disposeAll } from "./dispose.js";
 export type { DitcacheErrorCode } from "./errors.js";
+export { DitcacheError, invalidArgument } from "./errors.js";
+export { writeFileAtomic } from "./fs.js";
+export {
+  bfloat16BitsToFloat32,
+  bfloat16ToFloat32Array,
+  float16BitsToFloat32,
+  float16ToFloat32Array,
+  float32ToBfloat16Array,
+  float32ToBfloat16Bits,
+  float32ToFloat16Array,
+  float32ToFloat16Bits,
+} from "./half.js";
+export type { Conv2dOptions, Ops, Pool2dOptions } from "./ops.js";
+export { OP_NAMES } from "./ops.js";
+export type { PngImage } from "./png.js";
+export { crc32, encodePng } from "./png.js";
+export type { Rng } from "./rng.js";
+export { createRng, gaussianNoise } from "./rng.js";
+export type {
+  HostTensor,
+  ReadSafetensorsOptions,
+  SafetensorsContents,
+  SafetensorsDType,
+  WriteSafetensorsOptions,
+} from "./safetensors.js";
+export { readSafetensors, readSafetensorsFile, writeSafetensors } from "./safetensors.js";
+export { assertShape, broadcastShapes, formatShape, normalizeAxis, sizeOf } from "./shape.js";
+export type { BatchHalf, SiteCall, SiteHook, SiteId, SiteKind, StepInfo } from "./site.js";
+export { computeHook, siteId } from "./site.js";
+export type { DType, Tensor } from "./tensor.js";

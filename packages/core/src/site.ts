@@ -26,7 +26,11 @@ export interface SiteId {
 /** Builds a {@link SiteId} with its canonical key. */
 export function siteId(kind: SiteKind, block: number, end: number = block): SiteId {
   const key =
-    kind === "attn" || kind === "mlp" ? `block${block}.${kind}` : kind === "block" ? `block${block}` : `blocks${block}-${end}`;
+    kind === "attn" || kind === "mlp"
+      ? `block${block}.${kind}`
+      : kind === "block"
+        ? `block${block}`
+        : `blocks${block}-${end}`;
   return { kind, block, end, key };
 }
 

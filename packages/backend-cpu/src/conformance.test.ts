@@ -1,0 +1,4 @@
+import { describeOpConformance } from "@ditcache/core/testing";
+import { createCpuBackend } from "./index.js";
+
+describeOpConformance("cpu", () => createCpuBackend());

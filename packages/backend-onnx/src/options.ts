@@ -1,0 +1,106 @@
+import { invalidArgument } from "@ditcache/core";
+import type { InferenceSession } from "onnxruntime-node";
+import { DEFAULT_LOWERING, type OnnxLowering } from "./lowering.js";
+
+/** Execution providers the backend can ask ONNX Runtime for. */
+export type OnnxExecutionProvider = "cpu" | "webgpu" | "cuda";
+
+/** Options of {@link createOnnxBackend}. */
+export interface OnnxBackendOptions {
+  /**
+   * Where sessions run. 'cpu' and 'webgpu' ship inside onnxruntime-node for Linux x64; 'cuda'
+   * needs the CUDA provider files that onnxruntime-node's install script downloads on request.
+   * @defaultValue 'cpu'
+   */
+  executionProvider?: OnnxExecutionProvider;
+  /** Threads one op may use. @defaultValue ONNX Runtime's choice: one per physical core */
+  intraOpNumThreads?: number;
+  /** Threads running independent ops at once (executionMode 'parallel' only). @defaultValue 1 */
+  interOpNumThreads?: number;
+  /** ONNX Runtime graph optimisation level. @defaultValue 'all' */
+  graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+  /** Whether ORT keeps freed CPU memory in an arena for reuse. @defaultValue true */
+  enableCpuMemArena?: boolean;
+  /** Whether ORT plans buffer reuse from the static shapes. @defaultValue true */
+  enableMemPattern?: boolean;
+  /** Run independent branches of a graph concurrently. @defaultValue 'sequential' */
+  executionMode?: "sequential" | "parallel";
+  /**
+   * Whether intra-op threads spin while waiting for work during a run. Either way they stop
+   * spinning when a run ends (`session.force_spinning_stop`): every unit has its own session and
+   * thread pool, and threads still spinning for the last unit would steal cores from the next.
+   * @defaultValue true
+   */
+  allowSpinning?: boolean;
+  /**
+   * Extra ONNX Runtime session config entries (`session.*` keys of
+   * onnxruntime_session_options_config_keys.h), applied last so they override the above.
+   * @defaultValue {}
+   */
+  sessionConfigEntries?: Readonly<Record<string, string>>;
+  /** ORT log level: 0 verbose ... 4 fatal. @defaultValue 3 (errors only) */
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /** How some ops become ONNX nodes; the defaults are the fastest measured. @defaultValue {@link DEFAULT_LOWERING} */
+  lowering?: OnnxLowering;
+}
+
+/** Options with every default filled in. */
+export interface ResolvedOnnxOptions {
+  readonly executionProvider: OnnxExecutionProvider;
+  readonly session: InferenceSession.SessionOptions;
+  readonly lowering: Required<OnnxLowering>;
+}
+
+const LEVELS = ["disabled", "basic", "extended", "all"] as const;
+const PROVIDERS = ["cpu", "webgpu", "cuda"] as const;
+
+/** Validates options (INVALID_ARGUMENT naming the field) and maps them to ORT session options. */
+export function resolveOptions(options: OnnxBackendOptions = {}): ResolvedOnnxOptions {
+  if (typeof options !== "object" || options === null)
+    invalidArgument("options", options, "an options object");
+  const executionProvider = options.executionProvider ?? "cpu";
+  if (!PROVIDERS.includes(executionProvider)) {
+    invalidArgument("options.executionProvider", executionProvider, `one of ${PROVIDERS.join(", ")}`);
+  }
+  const graphOptimizationLevel = options.graphOptimizationLevel ?? "all";
+  if (!LEVELS.includes(graphOptimizationLevel)) {
+    invalidArgument("options.graphOptimizationLevel", graphOptimizationLevel, `one of ${LEVELS.join(", ")}`);
+  }
+  for (const key of ["intraOpNumThreads", "interOpNumThreads"] as const) {
+    const value = options[key];
+    if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
+      invalidArgument(`options.${key}`, value, "an integer >= 1");
+    }
+  }
+  const executionMode = options.executionMode ?? "sequential";
+  if (executionMode !== "sequential" && executionMode !== "parallel") {
+    invalidArgument("options.executionMode", executionMode, '"sequential" or "parallel"');
+  }
+  for (const [key, value] of Object.entries(options.sessionConfigEntries ?? {})) {
+    if (typeof value !== "string")
+      invalidArgument(`options.sessionConfigEntries["${key}"]`, value, "a string");
+  }
+  const lowering = { ...DEFAULT_LOWERING, ...options.lowering };
+  if (lowering.linear !== "matmul" && lowering.linear !== "gemm") {
+    invalidArgument("options.lowering.linear", lowering.linear, '"matmul" or "gemm"');
+  }
+  if (lowering.gelu !== "onnx" && lowering.gelu !== "contrib") {
+    invalidArgument("options.lowering.gelu", lowering.gelu, '"onnx" or "contrib"');
+  }
+  const session: InferenceSession.SessionOptions = {
+    executionProviders: [executionProvider],
+    graphOptimizationLevel,
+    executionMode,
+    enableCpuMemArena: options.enableCpuMemArena ?? true,
+    enableMemPattern: options.enableMemPattern ?? true,
+    interOpNumThreads: options.interOpNumThreads ?? 1,
+    logSeverityLevel: options.logSeverityLevel ?? 3,
+    extra: {
+      "session.intra_op.allow_spinning": options.allowSpinning === false ? "0" : "1",
+      "session.force_spinning_stop": "1",
+      ...options.sessionConfigEntries,
+    },
+  };
+  if (options.intraOpNumThreads !== undefined) session.intraOpNumThreads = options.intraOpNumThreads;
+  return { executionProvider, session, lowering };
+}

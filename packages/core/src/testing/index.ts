@@ -1,0 +1,6 @@
+export type { InputKind, InputSpec, OpCase } from "./cases.js";
+export { OP_CASES } from "./cases.js";
+export type { OpConformanceOptions } from "./conformance.js";
+export { describeOpConformance } from "./conformance.js";
+export type { RefTensor } from "./reference.js";
+export { reference, referenceErf } from "./reference.js";

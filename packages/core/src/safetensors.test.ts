@@ -120,6 +120,10 @@ describe("readSafetensors validation", () => {
   });
 
   it("rejects bad entries, naming the tensor and field", () => {
+    badFile(
+      file({ a: { dtype: "toString", shape: [2], data_offsets: [0, 8] } }, f32(1, 2)),
+      /tensor "a": dtype "toString" is not a safetensors dtype/,
+    );
     badFile(file({ a: 3 }), 'tensor "a" is not an object');
     badFile(
       file({ a: { dtype: "F99", shape: [2], data_offsets: [0, 8] } }, f32(1, 2)),

@@ -280,7 +280,7 @@ function parseEntry(
     bad(`tensor "${name}" is not an object`);
   const record = value as Record<string, unknown>;
   const dtype = record.dtype;
-  if (typeof dtype !== "string" || !(dtype in ITEM_SIZES)) {
+  if (typeof dtype !== "string" || !Object.hasOwn(ITEM_SIZES, dtype)) {
     bad(`tensor "${name}": dtype ${JSON.stringify(dtype)} is not a safetensors dtype`);
   }
   const shape = record.shape;

@@ -2,10 +2,10 @@ import {
   DitcacheError,
   invalidArgument,
   readSafetensors,
+  readSafetensorsFile,
   writeFileAtomic,
   writeSafetensors,
 } from "@ditcache/core";
-import { readBytes } from "./read-bytes.js";
 
 /** Which feature extractor produced a set of statistics; stats of different extractors never mix. */
 export interface ExtractorIdentity {
@@ -330,7 +330,7 @@ export class FeatureStats {
    *   with another extractor or dimension than `expected`.
    */
   static async load(path: string, expected: FeatureStatsExpectation = {}): Promise<FeatureStats> {
-    return FeatureStats.fromSafetensors(await readBytes(path, "feature stats"), expected, path);
+    return FeatureStats.fromContents(await readSafetensorsFile(path), expected, path);
   }
 
   private static fromContents(

@@ -2,8 +2,9 @@ import { readFile } from "node:fs/promises";
 import { DitcacheError } from "@ditcache/core";
 
 /**
- * Reads a whole file as a plain Uint8Array. Node's Buffer is avoided on purpose: its `slice`
- * returns a view rather than a copy, which typed-array consumers do not expect.
+ * Reads a whole file as a plain Uint8Array (the classifier hashes the same bytes it parses).
+ * Node's Buffer is avoided on purpose: its `slice` returns a view rather than a copy, which
+ * typed-array consumers do not expect.
  */
 export async function readBytes(path: string, what: string): Promise<Uint8Array> {
   try {

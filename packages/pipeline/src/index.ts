@@ -1,0 +1,6 @@
+export type { BackendSpec, CreateBackendOptions } from "./backends.js";
+export { BACKEND_SPECS, createBackend } from "./backends.js";
+export type { CacheSetting, GenerateOptions, GenerateResult } from "./generate.js";
+export { generate, MAX_IMAGES } from "./generate.js";
+export type { GridOptions } from "./images.js";
+export { imageGrid, sideBySide } from "./images.js";

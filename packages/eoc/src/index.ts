@@ -1,1 +1,20 @@
-export {};
+export type { CalibrateOptions, CalibrationProgress } from "./calibrate.js";
+export { calibrate } from "./calibrate.js";
+export type { EocCorrector, EocOptions } from "./corrector.js";
+export { eoc, eocCorrector } from "./corrector.js";
+export type {
+  CalibrationReport,
+  CalibrationSetDescriptor,
+  CellEntry,
+  Granularity,
+  PriorsDefaults,
+  PriorsDescriptor,
+  PriorsHeader,
+  SamplerDescriptor,
+  TermsKey,
+  TermsReport,
+} from "./header.js";
+export { METADATA_KEY, PRIORS_FORMAT, PRIORS_VERSION } from "./header.js";
+export type { ExpectedPriors, PriorCell, PriorsData } from "./priors.js";
+export { checkPriorsCompatible, loadPriors, Priors, priorsFromBytes } from "./priors.js";
+export { eocCorrectorParams, registerEocCorrector } from "./register.js";

@@ -1,0 +1,317 @@
+import { createCpuBackend } from "@ditcache/backend-cpu";
+import { createCacheEngine, parsePolicy } from "@ditcache/cache";
+import { DitcacheError } from "@ditcache/core";
+import { describe, expect, it } from "vitest";
+import { noise, type Returned, trajectoryModel } from "./__fixtures__/trajectory.js";
+import { calibrate } from "./calibrate.js";
+import { eoc, eocCorrector } from "./corrector.js";
+import type { PriorsDescriptor } from "./header.js";
+
+const descriptor: PriorsDescriptor = {
+  modelHash: "test-model",
+  sampler: { respacing: "ddim6", sampler: "ddim", cfgScale: 1, guideChannels: 3 },
+  calibration: { seeds: [1, 2], labels: [0, 1], description: "synthetic" },
+};
+const tokens = 3;
+const channels = 4;
+const rowSize = tokens * channels;
+const dot = (x: Float32Array, y: Float32Array) => x.reduce((total, value, i) => total + value * y[i]!, 0);
+const sub = (x: Float32Array, y: Float32Array) => x.map((value, i) => value - y[i]!);
+
+describe("calibrate on a linear trajectory F = A + step·B + noise (FORA 50%)", () => {
+  const backend = createCpuBackend();
+  const A = (s: number) => noise(100 + s, rowSize);
+  const B = (s: number) => noise(200 + s, rowSize).map((v) => v * 0.5);
+  const model = trajectoryModel(backend, {
+    depth: 2,
+    steps: 6,
+    rows: ["cond", "uncond"],
+    tokens,
+    channels,
+    feature: (s, step, sample, row) => {
+      const n = noise(1000 * sample + 10 * row + 100000 * step + s, rowSize);
+      return A(s).map((a, i) => a + step * B(s)[i]! + 0.2 * n[i]!);
+    },
+  });
+  const policy = parsePolicy("fora:interval=2");
+  const samples = 4;
+  const priorsPromise = calibrate({
+    runSample: (hook, i) => model.run(hook, i),
+    basePolicy: policy,
+    steps: 6,
+    depth: 2,
+    descriptor,
+    samples,
+    granularity: "token-channel",
+    dtype: "F32",
+  });
+
+  it("stores P, D = P[step] - P[src] and e = ||D||/||P|| at every reused cell", async () => {
+    const priors = await priorsPromise;
+    expect(priors.cellCount).toBe(4 * 3); // 4 sites x steps 1, 3, 5
+    for (const cell of priors.cells()) {
+      expect(cell.sourceStep).toBe(cell.step - 1);
+      const s = priors.sites.indexOf(cell.site);
+      const expected = new Float32Array(rowSize);
+      for (let i = 0; i < samples; i++) {
+        for (let r = 0; r < 2; r++) {
+          const now = model.batch(s, cell.step, i).subarray(r * rowSize, (r + 1) * rowSize);
+          const then = model.batch(s, cell.sourceStep, i).subarray(r * rowSize, (r + 1) * rowSize);
+          for (let k = 0; k < rowSize; k++) expected[k]! += (now[k]! - then[k]!) / (samples * 2);
+        }
+      }
+      for (let k = 0; k < rowSize; k++) expect(cell.difference[k]).toBeCloseTo(expected[k]!, 5);
+      const p = priors.mean(cell.site, cell.step)!;
+      expect(cell.relativeError).toBeCloseTo(Math.sqrt(dot(cell.difference, cell.difference) / dot(p, p)), 5);
+    }
+  });
+
+  it("fits gamma = Σ<err, D> / Σ<D, D> and correction (a) removes exactly the predicted error", async () => {
+    const priors = await priorsPromise;
+    const { policy: basePolicy, corrector } = eoc(policy, priors, { mode: "prior", judgment: false });
+    const returned: Returned = new Map();
+    const engine = createCacheEngine({ policy: basePolicy, corrector });
+    const heldOut = 77;
+    await model.run(engine, heldOut, returned);
+    engine.dispose();
+    corrector.dispose();
+    let checked = 0;
+    for (const cell of priors.cells()) {
+      const s = priors.sites.indexOf(cell.site);
+      // Calibration fit, recomputed by hand.
+      let numerator = 0;
+      let denominator = 0;
+      for (let i = 0; i < samples; i++) {
+        const err = sub(model.batch(s, cell.step, i), model.batch(s, cell.sourceStep, i));
+        for (let r = 0; r < 2; r++) {
+          const e = err.subarray(r * rowSize, (r + 1) * rowSize);
+          numerator += dot(e, cell.difference);
+          denominator += dot(cell.difference, cell.difference);
+        }
+      }
+      const gamma = Math.min(2, Math.max(0, numerator / denominator));
+      expect(cell.gamma).toBeCloseTo(gamma, 5);
+      // At run time: F_hat = F_cached + gamma·D, so the error drops by 2γ<err,D> - γ²||D||².
+      const truth = model.batch(s, cell.step, heldOut);
+      const cached = model.batch(s, cell.sourceStep, heldOut);
+      const got = returned.get(`${cell.site}@${cell.step}`)!;
+      for (let r = 0; r < 2; r++) {
+        const at = (x: Float32Array) => x.subarray(r * rowSize, (r + 1) * rowSize);
+        const err = sub(at(truth), at(cached));
+        const before = dot(err, err);
+        const residual = sub(at(truth), at(got));
+        const after = dot(residual, residual);
+        const predicted =
+          2 * cell.gamma * dot(err, cell.difference) -
+          cell.gamma ** 2 * dot(cell.difference, cell.difference);
+        expect(before - after).toBeCloseTo(predicted, 4);
+        for (let k = 0; k < rowSize; k++)
+          expect(at(got)[k]).toBeCloseTo(at(cached)[k]! + cell.gamma * cell.difference[k]!, 5);
+        checked++;
+      }
+    }
+    expect(checked).toBe(24);
+    expect(corrector.counts.corrected).toBe(12);
+  });
+
+  it("judgment leaves cells with e <= tau as plain reuse and corrects the others", async () => {
+    const priors = await priorsPromise;
+    const errors = priors
+      .cells()
+      .map((cell) => cell.relativeError)
+      .sort((x, y) => x - y);
+    const tau = errors[Math.floor(errors.length / 2)]!;
+    const { corrector } = eoc(policy, priors, { mode: "prior", tau });
+    const returned: Returned = new Map();
+    const engine = createCacheEngine({ policy, corrector });
+    await model.run(engine, 55, returned);
+    engine.dispose();
+    corrector.dispose();
+    let skipped = 0;
+    for (const cell of priors.cells()) {
+      const s = priors.sites.indexOf(cell.site);
+      const cached = model.batch(s, cell.sourceStep, 55);
+      const got = returned.get(`${cell.site}@${cell.step}`)!;
+      const plain = got.every((value, k) => value === cached[k]);
+      expect(plain).toBe(cell.relativeError <= tau);
+      if (plain) skipped++;
+    }
+    expect(skipped).toBeGreaterThan(0);
+    expect(skipped).toBeLessThan(priors.cellCount);
+    expect(corrector.counts.judged).toBe(skipped);
+  });
+
+  it("agreement check: kappa = 1 rejects every trend, kappa = -1 none", async () => {
+    const priors = await priorsPromise;
+    const counts = [];
+    for (const kappa of [1, -1]) {
+      const { corrector } = eoc(policy, priors, { judgment: false, agreement: true, kappa });
+      const engine = createCacheEngine({ policy, corrector });
+      await model.run(engine, 31);
+      engine.dispose();
+      corrector.dispose();
+      counts.push({ ...corrector.counts });
+    }
+    // Steps 3 and 5 have a trend (4 sites each); step 1 has none and is corrected with gamma·D.
+    expect(counts[0]).toEqual({ corrected: 4, judged: 0, disagreed: 8, noPrior: 0 });
+    expect(counts[1]).toEqual({ corrected: 12, judged: 0, disagreed: 0, noPrior: 0 });
+  });
+
+  it("memory does not grow with the number of samples: same tensors, same bytes", async () => {
+    const run = (count: number) =>
+      calibrate({
+        runSample: (hook, i) => model.run(hook, i),
+        basePolicy: policy,
+        steps: 6,
+        depth: 2,
+        descriptor,
+        samples: count,
+      });
+    const [few, many] = await Promise.all([run(2), run(5)]);
+    const layout = (tensors: ReturnType<typeof few.tensors>) =>
+      Object.entries(tensors).map(([name, tensor]) => [name, tensor.shape, tensor.data.byteLength]);
+    expect(layout(many.tensors())).toEqual(layout(few.tensors()));
+    expect(many.header.calibration.rows).toBe(10);
+    expect(few.header.calibration.rows).toBe(4);
+  });
+
+  it("channel granularity stores D averaged over tokens and broadcasts it", async () => {
+    const priors = await calibrate({
+      runSample: (hook, i) => model.run(hook, i),
+      basePolicy: policy,
+      steps: 6,
+      depth: 2,
+      descriptor,
+      samples: 2,
+      granularity: "channel",
+      dtype: "F32",
+    });
+    const full = await calibrate({
+      runSample: (hook, i) => model.run(hook, i),
+      basePolicy: policy,
+      steps: 6,
+      depth: 2,
+      descriptor,
+      samples: 2,
+      granularity: "token-channel",
+      dtype: "F32",
+    });
+    expect(priors.valueShape).toEqual([channels]);
+    const cell = priors.cell("block1.mlp", 3)!;
+    const token = full.cell("block1.mlp", 3)!.difference;
+    for (let c = 0; c < channels; c++) {
+      let mean = 0;
+      for (let t = 0; t < tokens; t++) mean += token[t * channels + c]! / tokens;
+      expect(cell.difference[c]).toBeCloseTo(mean, 5);
+    }
+    const { corrector } = eoc(policy, priors, { mode: "prior", judgment: false });
+    const returned: Returned = new Map();
+    const engine = createCacheEngine({ policy, corrector });
+    await model.run(engine, 9, returned);
+    engine.dispose();
+    corrector.dispose();
+    const cached = model.batch(3, 2, 9);
+    const got = returned.get("block1.mlp@3")!;
+    for (let k = 0; k < got.length; k++)
+      expect(got[k]).toBeCloseTo(cached[k]! + cell.gamma * cell.difference[k % channels]!, 5);
+  });
+});
+
+describe("calibrate recovers the coefficients of correction (b)", () => {
+  // F_i(s) = A + u_i·s + B·s², u_i = ±U (mean 0): the true error at a reused step is exactly
+  // 1·trend + kappa·D with kappa = 1 - (h3 - h0)(s - 3) / (3 (h_s - h3)), h = s².
+  const backend = createCpuBackend();
+  const A = noise(1, rowSize);
+  const B = noise(2, rowSize).map((v) => v * 0.1);
+  const model = trajectoryModel(backend, {
+    depth: 1,
+    steps: 9,
+    rows: ["cond", "uncond"],
+    tokens,
+    channels,
+    feature: (s, step, sample, row) => {
+      const U = noise(10 + row + 5 * s, rowSize);
+      const sign = sample % 2 === 0 ? 1 : -1;
+      return A.map((a, i) => a + sign * U[i]! * step + B[i]! * step * step);
+    },
+  });
+
+  it("fits a = 1 and b = kappa where a trend exists", async () => {
+    const priors = await calibrate({
+      runSample: (hook, i) => model.run(hook, i),
+      basePolicy: parsePolicy("fora:interval=3"),
+      steps: 9,
+      depth: 1,
+      descriptor,
+      samples: 4,
+      granularity: "token-channel",
+      dtype: "F32",
+    });
+    const h = (s: number) => s * s;
+    let checked = 0;
+    for (const cell of priors.cells()) {
+      if (cell.step < 4) continue; // no trend yet: (a, b) degrade to (0, gamma)
+      const last = cell.sourceStep;
+      const previous = last - 3;
+      const kappa = 1 - ((h(last) - h(previous)) * (cell.step - last)) / (3 * (h(cell.step) - h(last)));
+      expect(cell.trendCoefficient).toBeCloseTo(1, 3);
+      expect(cell.priorCoefficient).toBeCloseTo(kappa, 3);
+      checked++;
+    }
+    expect(checked).toBe(8);
+    expect(priors.header.report.heldOut).toBe(true);
+    // Cells before step 4 have no trend, so only part of their (per-sample) error is explainable.
+    const { terms } = priors.header.report;
+    expect(terms["trend+prior"].heldOutReductionAll).toBeGreaterThan(terms.prior.heldOutReductionAll + 0.3);
+    for (const cell of priors.cells().filter((c) => c.step < 3)) {
+      expect(cell.trendCoefficient).toBeCloseTo(0, 6);
+      expect(cell.priorCoefficient).toBeCloseTo(cell.gamma, 3);
+    }
+  });
+});
+
+describe("calibrate rejects what it cannot calibrate", () => {
+  const backend = createCpuBackend();
+  const model = trajectoryModel(backend, {
+    depth: 1,
+    steps: 4,
+    rows: ["cond"],
+    tokens: 1,
+    channels: 2,
+    feature: (_, step) => Float32Array.of(step, 1),
+  });
+  const base = {
+    runSample: (hook: Parameters<typeof model.run>[0], i: number) => model.run(hook, i),
+    steps: 4,
+    depth: 1,
+    descriptor,
+    samples: 1,
+  };
+
+  it("dynamic and block-level policies", async () => {
+    await expect(calibrate({ ...base, basePolicy: parsePolicy("teacache:threshold=0.1") })).rejects.toThrow(
+      /dynamic/,
+    );
+    await expect(calibrate({ ...base, basePolicy: parsePolicy("delta-dit") })).rejects.toThrow(/attn\/mlp/);
+  });
+
+  it("bad arguments and a run with other steps", async () => {
+    const policy = parsePolicy("fora:interval=2");
+    await expect(calibrate({ ...base, basePolicy: policy, samples: 0 })).rejects.toThrow(/options.samples/);
+    await expect(calibrate({ ...base, basePolicy: policy, granularity: "pixel" as never })).rejects.toThrow(
+      /granularity/,
+    );
+    await expect(calibrate({ ...base, basePolicy: policy, steps: 5 })).rejects.toThrow(
+      /ran 4 steps, expected options.steps = 5/,
+    );
+    const error = await calibrate({ ...base, basePolicy: policy, depth: 2 }).catch((e: unknown) => e);
+    expect(DitcacheError.isInstance(error) && error.message).toMatch(/never ran site block1.attn/);
+  });
+
+  it("uses the corrector with both terms off as plain reuse", async () => {
+    const policy = parsePolicy("fora:interval=2");
+    const priors = await calibrate({ ...base, basePolicy: policy });
+    const corrector = eocCorrector(priors, { trend: false, prior: false });
+    expect(corrector.terms).toBe("none");
+  });
+});

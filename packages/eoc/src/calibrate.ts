@@ -1,0 +1,444 @@
+import { type CachePolicy, type Corrector, createCacheEngine } from "@ditcache/cache";
+import {
+  type Backend,
+  type BatchHalf,
+  DitcacheError,
+  float16ToFloat32Array,
+  float32ToFloat16Array,
+  invalidArgument,
+  type SiteCall,
+  type SiteHook,
+  type StepInfo,
+  sizeOf,
+} from "@ditcache/core";
+import { accumulateRow, CellStatistics, type FitLimits } from "./fit.js";
+import {
+  type CellEntry,
+  type Granularity,
+  PRIORS_FORMAT,
+  PRIORS_VERSION,
+  type PriorsDescriptor,
+  type PriorsHeader,
+} from "./header.js";
+import { Priors } from "./priors.js";
+import { policyBranchSites, staticReuseSources } from "./reuse-table.js";
+
+/** A progress event of {@link calibrate}. */
+export interface CalibrationProgress {
+  /** "mean": uncached pass (P, D); "fit": cached pass with shadow compute (coefficients); "done". */
+  readonly status: "mean" | "fit" | "done";
+  /** Samples finished in this pass. */
+  readonly sample: number;
+  /** Samples per pass. */
+  readonly samples: number;
+}
+
+/** Options of {@link calibrate}. */
+export interface CalibrateOptions {
+  /**
+   * Runs calibration sample `sampleIndex` (0-based) with `hook` as the model's site hook, with the
+   * exact model, sampler, steps and CFG of the target runs; the app binds seeds and labels to the
+   * index. Called twice per index (once per pass) and must be deterministic per index.
+   */
+  runSample: (hook: SiteHook, sampleIndex: number) => Promise<void>;
+  /** The caching policy EOC will correct (static: its reuse table defines src(step)). */
+  basePolicy: CachePolicy;
+  /** Sampling steps of the target runs. */
+  steps: number;
+  /** Model depth (blocks). */
+  depth: number;
+  /** Model hash, sampler configuration and calibration set recorded in the file. */
+  descriptor: PriorsDescriptor;
+  /** Number of calibration samples (calls of `runSample` per pass). */
+  samples: number;
+  /**
+   * Storage of P and D: per token and channel, or per channel (averaged over tokens; the
+   * correction broadcasts it over tokens). "channel" matched or beat "token-channel" on fidelity
+   * on the synthetic model and the tiny DiT (README) at 1/tokens of the size. @defaultValue "channel"
+   */
+  granularity?: Granularity;
+  /** Element type of the stored tensors. @defaultValue "F16" */
+  dtype?: "F16" | "F32";
+  /** Store the mean feature P (only e = ||D||/||P|| is needed at run time). @defaultValue true */
+  storeMean?: boolean;
+  /** Upper clip of gamma. @defaultValue 2 */
+  gammaMax?: number;
+  /** Clip of |a|, |b| and the trend-only gain. @defaultValue 4 */
+  coefficientMax?: number;
+  /** Default cosine threshold of the trend-agreement check written to the file. @defaultValue 0 */
+  kappa?: number;
+  /** Called after every sample of each pass. */
+  onProgress?: (event: CalibrationProgress) => void;
+  /** Stops between samples with an ABORTED error. */
+  signal?: AbortSignal;
+}
+
+interface Recorded {
+  readonly half: BatchHalf | undefined;
+  readonly sourceStep: number;
+  readonly cached: Float32Array;
+  readonly previous: { readonly step: number; readonly data: Float32Array } | undefined;
+}
+
+function positiveInteger(name: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1)
+    invalidArgument(name, value, "an integer >= 1");
+  return value;
+}
+
+function positiveNumber(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0)
+    invalidArgument(name, value, "a number > 0");
+  return value;
+}
+
+function rowsOf(rows: readonly BatchHalf[], half: BatchHalf | undefined): number[] {
+  return rows.flatMap((row, r) => (half === undefined || row === half ? [r] : []));
+}
+
+function norm(values: Float32Array): number {
+  let total = 0;
+  for (const value of values) total += value * value;
+  return Math.sqrt(total);
+}
+
+/**
+ * Prior knowledge extraction of Error-Optimized Cache, in two passes over the calibration set.
+ *
+ * 1. Uncached: running means P[site][step] of every branch output the base policy decides on;
+ *    then D[site][step] = P[step] - P[src(step)] (= mean_i (F_i[step] - F_i[src(step)]), since the
+ *    same samples enter both means) and e = ||D|| / ||P[step]|| at every cell the policy reuses.
+ * 2. Cached with shadow compute: the base policy runs for real (plain reuse), and at every reused
+ *    branch the true value is computed too; per cell the dot products of the true error
+ *    F_true - F_cached with the trend (F_last - F_prev)·(step - last)/(last - prev) and with D
+ *    are summed: the normal equations of gamma, of (a, b) and of the trend-only gain.
+ *
+ * Memory is fixed by sites x steps (running means, seven sums per cell and fold), never by the
+ * number of samples. Rows are split by sample parity into two folds to choose tau on held-out rows.
+ *
+ * @example
+ * const priors = await calibrate({
+ *   runSample: (hook, i) => sampleWith(hook, seeds[i], labels[i]),
+ *   basePolicy: parsePolicy("fora:interval=2"), steps: 20, depth: 28, samples: 64,
+ *   descriptor: { modelHash, sampler: { respacing: "ddim20", sampler: "ddim", cfgScale: 4, guideChannels: 3 } },
+ * });
+ * await priors.save("priors.safetensors");
+ */
+export async function calibrate(options: CalibrateOptions): Promise<Priors> {
+  if (options === null || typeof options !== "object")
+    invalidArgument("options", options, "calibration options");
+  const { runSample, basePolicy, descriptor, onProgress, signal } = options;
+  if (typeof runSample !== "function")
+    invalidArgument("options.runSample", runSample, "a function (hook, sampleIndex) => Promise<void>");
+  if (basePolicy === null || typeof basePolicy?.decide !== "function")
+    invalidArgument("options.basePolicy", basePolicy, 'a CachePolicy (e.g. parsePolicy("fora:interval=2"))');
+  const steps = positiveInteger("options.steps", options.steps);
+  const depth = positiveInteger("options.depth", options.depth);
+  const samples = positiveInteger("options.samples", options.samples);
+  const granularity = options.granularity ?? "channel";
+  if (granularity !== "token-channel" && granularity !== "channel")
+    invalidArgument("options.granularity", granularity, '"token-channel" or "channel"');
+  const dtype = options.dtype ?? "F16";
+  if (dtype !== "F16" && dtype !== "F32") invalidArgument("options.dtype", dtype, '"F16" or "F32"');
+  const limits: FitLimits = {
+    gammaMax: positiveNumber("options.gammaMax", options.gammaMax, 2),
+    coefficientMax: positiveNumber("options.coefficientMax", options.coefficientMax, 4),
+  };
+  const kappa = options.kappa ?? 0;
+  if (typeof kappa !== "number" || !(kappa >= -1 && kappa <= 1))
+    invalidArgument("options.kappa", kappa, "a number in [-1, 1]");
+  if (descriptor === null || typeof descriptor !== "object" || typeof descriptor.modelHash !== "string")
+    invalidArgument("options.descriptor", descriptor, "{ modelHash, sampler }");
+  const sampler = descriptor.sampler;
+  if (
+    sampler === null ||
+    typeof sampler !== "object" ||
+    typeof sampler.respacing !== "string" ||
+    typeof sampler.sampler !== "string" ||
+    typeof sampler.cfgScale !== "number"
+  )
+    invalidArgument("options.descriptor.sampler", sampler, "{ respacing, sampler, cfgScale, guideChannels }");
+
+  const sites = policyBranchSites(basePolicy, depth);
+  const sources = staticReuseSources(basePolicy, sites, steps, depth);
+  const siteIndex = new Map(sites.map((site, i) => [site.key, i]));
+  const checkAbort = () => {
+    if (signal?.aborted) throw new DitcacheError("ABORTED", "calibrate: aborted");
+  };
+
+  // Rows of a site value (N, ...rest) reduced to the stored granularity.
+  let valueShape: number[] | undefined;
+  let rowLength = 0;
+  const rowView = (data: Float32Array, row: number): Float32Array =>
+    data.subarray(row * rowLength, (row + 1) * rowLength);
+  const reduceRow = (row: Float32Array): Float32Array => {
+    if (granularity === "token-channel") return row;
+    const channels = valueShape![0]!;
+    const out = new Float32Array(channels);
+    const tokens = row.length / channels;
+    for (let i = 0; i < row.length; i++) out[i % channels]! += row[i]! / tokens;
+    return out;
+  };
+  const learnShape = (shape: readonly number[], key: string): void => {
+    const rest = shape.slice(1);
+    if (rest.length === 0) invalidArgument(`site ${key} value shape`, shape, "(rows, ..., channels)");
+    if (valueShape === undefined) {
+      valueShape = granularity === "token-channel" ? rest : [rest[rest.length - 1]!];
+      rowLength = sizeOf(rest);
+    } else if (sizeOf(rest) !== rowLength) {
+      throw new DitcacheError(
+        "SHAPE_MISMATCH",
+        `calibrate: site ${key} has row size ${sizeOf(rest)}, others ${rowLength}`,
+      );
+    }
+  };
+  const checkStep = (step: StepInfo, backend: Backend | undefined): Backend => {
+    if (step.count !== steps)
+      throw new DitcacheError(
+        "INVALID_ARGUMENT",
+        `calibrate: runSample ran ${step.count} steps, expected options.steps = ${steps}`,
+      );
+    if (backend === undefined || typeof backend.read !== "function")
+      throw new DitcacheError(
+        "INVALID_ARGUMENT",
+        "calibrate: the model must call hook.beginForward(step, backend) before its sites",
+      );
+    return backend;
+  };
+
+  // ---------------------------------------------------------------- pass 1: P
+  const means: (Float32Array | undefined)[] = new Array(sites.length * steps).fill(undefined);
+  const counts = new Float64Array(sites.length * steps);
+  let calibrationRows = 0;
+  for (let sample = 0; sample < samples; sample++) {
+    checkAbort();
+    let backend: Backend | undefined;
+    let step: StepInfo | undefined;
+    const hook: SiteHook = {
+      beginForward(current, currentBackend) {
+        step = current;
+        backend = checkStep(current, currentBackend);
+        if (current.index === 0) calibrationRows += current.rows.length;
+      },
+      async run(call: SiteCall) {
+        const out = await call.compute();
+        const s = siteIndex.get(call.site.key);
+        if (s === undefined) return out;
+        const active = checkStep(step ?? call.step, backend);
+        learnShape(out.shape, call.site.key);
+        const data = await active.read(out);
+        const slot = s * steps + call.step.index;
+        const mean = means[slot] ?? new Float32Array(sizeOf(valueShape!));
+        means[slot] = mean;
+        for (let row = 0; row < out.shape[0]!; row++) {
+          const value = reduceRow(rowView(data, row));
+          const n = ++counts[slot]!;
+          for (let i = 0; i < mean.length; i++) mean[i]! += (value[i]! - mean[i]!) / n;
+        }
+        return out;
+      },
+    };
+    await runSample(hook, sample);
+    onProgress?.({ status: "mean", sample: sample + 1, samples });
+  }
+  means.forEach((mean, slot) => {
+    if (mean === undefined) {
+      throw new DitcacheError(
+        "INVALID_ARGUMENT",
+        `calibrate: runSample never ran site ${sites[Math.floor(slot / steps)]!.key} at step ${slot % steps} (is options.depth right?)`,
+      );
+    }
+  });
+  const round = (values: Float32Array) =>
+    dtype === "F16" ? float16ToFloat32Array(float32ToFloat16Array(values)) : values;
+
+  // Cells: D = P[step] - P[src], e = ||D|| / ||P[step]||.
+  const cells: CellEntry[] = [];
+  const differences: Float32Array[] = [];
+  const cellOf = new Map<string, number>();
+  sources.forEach((row, s) => {
+    row.forEach((source, step) => {
+      if (source < 0) return;
+      const now = means[s * steps + step]!;
+      const then = means[s * steps + source]!;
+      cellOf.set(`${s}@${step}`, cells.length);
+      cells.push([s, step, source]);
+      differences.push(round(now.map((value, i) => value - then[i]!)));
+    });
+  });
+  const relativeErrors = round(
+    Float32Array.from(cells, ([s, step], c) => {
+      const p = norm(means[s * steps + step]!);
+      return p > 0 ? norm(differences[c]!) / p : 0;
+    }),
+  );
+
+  // ---------------------------------------------------------------- pass 2: fits
+  const statistics = new CellStatistics(cells.length);
+  for (let sample = 0; sample < samples; sample++) {
+    checkAbort();
+    const fold = sample % 2;
+    let backend: Backend | undefined;
+    const recorded: Recorded[] = [];
+    const recorder: Corrector = {
+      name: "eoc-calibration",
+      spec: "eoc-calibration",
+      historyLength: 2,
+      async correct(context) {
+        if (context.valueKind === "branch" && siteIndex.has(context.key)) {
+          const previous = context.history[1];
+          recorded.push({
+            half: context.half,
+            sourceStep: context.sourceStep,
+            cached: await context.backend.read(context.cached),
+            previous: previous && { step: previous.step, data: await context.backend.read(previous.value) },
+          });
+        }
+        return context.cached;
+      },
+    };
+    const engine = createCacheEngine({ policy: basePolicy, corrector: recorder });
+    const hook: SiteHook = {
+      beginForward(current, currentBackend) {
+        backend = checkStep(current, currentBackend);
+        return engine.beginForward(current, currentBackend);
+      },
+      endForward() {
+        engine.endForward();
+      },
+      async run(call) {
+        const s = siteIndex.get(call.site.key);
+        const index = call.step.index;
+        if (s === undefined || sources[s]![index]! < 0) return engine.run(call);
+        const active = checkStep(call.step, backend);
+        let trueValue: Float32Array | undefined;
+        recorded.length = 0;
+        const result = await engine.run({
+          site: call.site,
+          step: call.step,
+          input: call.input,
+          macs: call.macs,
+          ...(call.indicator ? { indicator: call.indicator } : {}),
+          compute: async () => {
+            const out = await call.compute();
+            trueValue = await active.read(out);
+            return out;
+          },
+        });
+        if (recorded.length === 0) return result;
+        if (trueValue === undefined) {
+          // The shadow compute: what the site would give on this cached trajectory.
+          const out = await call.compute();
+          try {
+            trueValue = await active.read(out);
+          } finally {
+            active.dispose(out);
+          }
+        }
+        const cell = cellOf.get(`${s}@${index}`)!;
+        const difference = differences[cell]!;
+        for (const record of recorded) {
+          if (record.sourceStep !== sources[s]![index]) {
+            throw new DitcacheError(
+              "UNSUPPORTED",
+              `calibrate: base policy "${basePolicy.spec}" reused ${call.site.key} at step ${index} from step ${record.sourceStep}, its static table says ${sources[s]![index]}: decisions must depend on the step and site only`,
+            );
+          }
+          const rows = rowsOf(call.step.rows, record.half);
+          rows.forEach((row, laneRow) => {
+            const cached = rowView(record.cached, laneRow);
+            let trend: Float32Array | undefined;
+            if (record.previous !== undefined) {
+              const last = record.sourceStep;
+              const scale = (index - last) / (last - record.previous.step);
+              const previous = rowView(record.previous.data, laneRow);
+              trend = cached.map((value, i) => (value - previous[i]!) * scale);
+            }
+            accumulateRow(
+              statistics.data,
+              statistics.offset(cell, fold),
+              rowView(trueValue!, row),
+              cached,
+              trend,
+              difference,
+            );
+          });
+        }
+        return result;
+      },
+    };
+    try {
+      await runSample(hook, sample);
+    } finally {
+      engine.dispose();
+    }
+    onProgress?.({ status: "fit", sample: sample + 1, samples });
+  }
+
+  const fits = statistics.fits(limits);
+  const report = statistics.report(relativeErrors, limits);
+  const calibration = descriptor.calibration ?? {};
+  const header: PriorsHeader = {
+    format: PRIORS_FORMAT,
+    version: PRIORS_VERSION,
+    modelHash: descriptor.modelHash,
+    sampler: {
+      respacing: sampler.respacing,
+      sampler: sampler.sampler,
+      cfgScale: sampler.cfgScale,
+      guideChannels: sampler.guideChannels,
+    },
+    steps,
+    depth,
+    basePolicy: basePolicy.spec,
+    granularity,
+    dtype,
+    valueShape: valueShape!,
+    sites: sites.map((site) => site.key),
+    hasMean: options.storeMean ?? true,
+    cells,
+    calibration: {
+      samples,
+      rows: calibrationRows,
+      seeds: [...(calibration.seeds ?? [])],
+      labels: [...(calibration.labels ?? [])],
+      description: calibration.description ?? "",
+    },
+    defaults: {
+      tau: {
+        "trend+prior": report.terms["trend+prior"].tau,
+        trend: report.terms.trend.tau,
+        prior: report.terms.prior.tau,
+      },
+      kappa,
+      gammaMax: limits.gammaMax,
+      coefficientMax: limits.coefficientMax,
+      globalGamma: statistics.globalGamma(limits),
+    },
+    report,
+  };
+  const rowSize = sizeOf(valueShape!);
+  const difference = new Float32Array(cells.length * rowSize);
+  differences.forEach((values, c) => {
+    difference.set(values, c * rowSize);
+  });
+  let mean: Float32Array | undefined;
+  if (header.hasMean) {
+    mean = new Float32Array(means.length * rowSize);
+    means.forEach((values, slot) => {
+      mean!.set(values!, slot * rowSize);
+    });
+  }
+  const priors = new Priors(header, {
+    ...(mean ? { mean } : {}),
+    difference,
+    relativeError: relativeErrors,
+    gamma: Float32Array.from(fits, (fit) => fit.gamma),
+    trendGain: Float32Array.from(fits, (fit) => fit.trendGain),
+    trendCoefficient: Float32Array.from(fits, (fit) => fit.trendCoefficient),
+    priorCoefficient: Float32Array.from(fits, (fit) => fit.priorCoefficient),
+  });
+  onProgress?.({ status: "done", sample: samples, samples });
+  return priors;
+}

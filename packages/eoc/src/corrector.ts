@@ -1,0 +1,275 @@
+import type { CachePolicy, CorrectionContext, Corrector } from "@ditcache/cache";
+import {
+  type Backend,
+  DitcacheError,
+  type Executable,
+  formatShape,
+  invalidArgument,
+  type Tensor,
+} from "@ditcache/core";
+import type { TermsKey } from "./header.js";
+import { checkPriorsCompatible, type PriorCell, type Priors } from "./priors.js";
+
+/** Options of {@link eocCorrector} and {@link eoc}. */
+export interface EocOptions {
+  /**
+   * "trend": F_hat = F_cached + a·trend + b·D (correction (b), best fidelity to uncached samples
+   * in MEASUREMENTS.md); "prior": F_hat = F_cached + gamma·D (correction (a), the paper's form).
+   * The mode only sets the default of `trend`. @defaultValue "trend"
+   */
+  mode?: "trend" | "prior";
+  /** Use the sample's own trend (F_last - F_prev)·(step - last)/(last - prev). @defaultValue mode === "trend" */
+  trend?: boolean;
+  /** Use the prior mean caching difference D. @defaultValue true */
+  prior?: boolean;
+  /** Correct only cells whose relative prior error e = ||D||/||P|| exceeds tau. @defaultValue true */
+  judgment?: boolean;
+  /** The judgment threshold. @defaultValue the file's tau for the active terms (chosen on held-out calibration rows) */
+  tau?: number;
+  /**
+   * Also require the runtime trend to agree in direction with D: cos(F_last - F_prev, D) > kappa
+   * (one reduction read back per reused site; applies when both terms and a trend exist). @defaultValue false
+   */
+  agreement?: boolean;
+  /** The agreement threshold. @defaultValue the file's kappa (0) */
+  kappa?: number;
+  /**
+   * gamma of the prior-only correction: the per-cell fit, the one global fit stored in the file
+   * (the paper-style fallback), or a fixed number. @defaultValue "site"
+   */
+  gamma?: "site" | "global" | number;
+  /** Path of the priors file, written into `spec` so `parseCorrector(spec)` recreates the corrector. */
+  source?: string;
+}
+
+/** An EOC corrector: a {@link Corrector} that keeps its prior tensors on each backend it meets. */
+export interface EocCorrector extends Corrector {
+  /** The priors it corrects with. */
+  readonly priors: Priors;
+  /** Active terms. */
+  readonly terms: TermsKey | "none";
+  /** Judgment threshold in use (undefined when the judgment is off). */
+  readonly tau: number | undefined;
+  /** Counts since creation: corrected, skipped by the judgment / agreement, no prior for the cell. */
+  readonly counts: { corrected: number; judged: number; disagreed: number; noPrior: number };
+  /** Frees the prior tensors uploaded to backends; the corrector uploads again if used afterwards. */
+  dispose(): void;
+}
+
+function termsOf(trend: boolean, prior: boolean): TermsKey | "none" {
+  if (trend && prior) return "trend+prior";
+  if (trend) return "trend";
+  return prior ? "prior" : "none";
+}
+
+function specOf(
+  source: string | undefined,
+  options: Required<Pick<EocOptions, "mode" | "trend" | "prior" | "judgment" | "agreement">>,
+  tau: number | undefined,
+  kappa: number,
+  gamma: EocOptions["gamma"],
+): string {
+  const parts = source === undefined ? [] : [`priors=${source}`];
+  parts.push(`mode=${options.mode}`);
+  if (options.trend !== (options.mode === "trend")) parts.push(`trend=${options.trend}`);
+  if (!options.prior) parts.push("prior=false");
+  if (!options.judgment) parts.push("judgment=false");
+  else parts.push(`tau=${tau}`);
+  if (options.agreement) parts.push("agreement=true", `kappa=${kappa}`);
+  if (gamma !== "site") parts.push(`gamma=${gamma}`);
+  return `eoc:${parts.join(",")}`;
+}
+
+/**
+ * The Error-Optimized Cache corrector: at a reused branch (site, step) with a prior, and where
+ * the judgment passes (e > tau; optionally cos(trend, D) > kappa), returns
+ * - terms trend+prior: F_cached + a·trend + b·D,
+ * - terms prior:       F_cached + gamma·D,
+ * - terms trend:       F_cached + a'·trend,
+ * with trend = (F_last - F_prev)·(step - last)/(last - prev), as one compiled unit on the run's
+ * backend (`context.math.combine`). Elsewhere (no prior, another reuse source, residual sites,
+ * judgment says no) it returns the cached value. Without a trend yet (one computed value), the
+ * trend+prior terms fall back to gamma·D. Prior tensors are uploaded once per backend and kept
+ * until {@link EocCorrector.dispose}.
+ *
+ * @throws DitcacheError INCOMPATIBLE_FILE at correction time when the run's steps or value shape
+ *   differ from the priors'.
+ */
+export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorrector {
+  if (priors === null || typeof priors?.cell !== "function")
+    invalidArgument("priors", priors, "Priors (from calibrate or loadPriors)");
+  if (options === null || typeof options !== "object") invalidArgument("options", options, "an object");
+  const mode = options.mode ?? "trend";
+  if (mode !== "trend" && mode !== "prior") invalidArgument("options.mode", mode, '"trend" or "prior"');
+  const useTrend = options.trend ?? mode === "trend";
+  const usePrior = options.prior ?? true;
+  const judgment = options.judgment ?? true;
+  const agreement = options.agreement ?? false;
+  for (const [name, value] of Object.entries({ trend: useTrend, prior: usePrior, judgment, agreement })) {
+    if (typeof value !== "boolean") invalidArgument(`options.${name}`, value, "true or false");
+  }
+  const terms = termsOf(useTrend, usePrior);
+  const defaults = priors.header.defaults;
+  const tau = judgment ? (options.tau ?? (terms === "none" ? 0 : defaults.tau[terms])) : undefined;
+  if (tau !== undefined && (typeof tau !== "number" || !(tau >= 0)))
+    invalidArgument("options.tau", tau, "a number >= 0");
+  const kappa = options.kappa ?? defaults.kappa;
+  if (typeof kappa !== "number" || !(kappa >= -1 && kappa <= 1))
+    invalidArgument("options.kappa", kappa, "a number in [-1, 1]");
+  const gammaOption = options.gamma ?? "site";
+  if (
+    gammaOption !== "site" &&
+    gammaOption !== "global" &&
+    (typeof gammaOption !== "number" || !Number.isFinite(gammaOption))
+  )
+    invalidArgument("options.gamma", gammaOption, '"site", "global" or a number');
+  const gammaOf = (cell: PriorCell): number =>
+    gammaOption === "site" ? cell.gamma : gammaOption === "global" ? defaults.globalGamma : gammaOption;
+
+  const uploads = new Map<Backend, Map<number, Tensor>>();
+  const agreementUnits = new Map<Backend, Executable>();
+  const counts = { corrected: 0, judged: 0, disagreed: 0, noPrior: 0 };
+  const rowShape = priors.valueShape;
+
+  const differenceTensor = (backend: Backend, cell: PriorCell): Tensor => {
+    let perBackend = uploads.get(backend);
+    if (perBackend === undefined) {
+      perBackend = new Map();
+      uploads.set(backend, perBackend);
+    }
+    let tensor = perBackend.get(cell.index);
+    if (tensor === undefined) {
+      tensor = backend.tensor(cell.difference.slice(), rowShape);
+      perBackend.set(cell.index, tensor);
+    }
+    return tensor;
+  };
+
+  const checkShape = (context: CorrectionContext): void => {
+    const shape = context.cached.shape;
+    const rest = shape.slice(1);
+    const fits =
+      priors.header.granularity === "token-channel"
+        ? rest.length === rowShape.length && rest.every((dim, i) => dim === rowShape[i])
+        : rest[rest.length - 1] === rowShape[0];
+    if (!fits) {
+      throw new DitcacheError(
+        "INCOMPATIBLE_FILE",
+        `eoc: site ${context.key} value ${formatShape(shape)} does not match the priors' ${priors.header.granularity} shape ${formatShape(rowShape)} (priors for another model?)`,
+      );
+    }
+  };
+
+  /** cos(F_last - F_prev, D) over the whole value, D broadcast over rows (and tokens). */
+  const cosine = async (context: CorrectionContext, difference: Tensor): Promise<number> => {
+    const backend = context.backend;
+    let unit = agreementUnits.get(backend);
+    if (unit === undefined) {
+      unit = backend.compile({
+        name: "ditcache.eoc.agreement",
+        build: (ops, [last, previous, d]) => {
+          const delta = ops.sub(last!, previous!);
+          const broadcast = ops.add(ops.mul(delta, ops.constant(0)), d!);
+          const axes = ops.shape(delta).map((_, i) => i);
+          return [
+            ops.sum(ops.mul(delta, broadcast), axes, false),
+            ops.sum(ops.mul(delta, delta), axes, false),
+            ops.sum(ops.mul(broadcast, broadcast), axes, false),
+          ];
+        },
+      });
+      agreementUnits.set(backend, unit);
+    }
+    const outputs = await unit.run([context.history[0]!.value, context.history[1]!.value, difference]);
+    try {
+      const [dot, deltaNorm, dNorm] = await Promise.all(outputs.map((output) => backend.read(output)));
+      const denominator = Math.sqrt(deltaNorm![0]! * dNorm![0]!);
+      return denominator > 0 ? dot![0]! / denominator : 0;
+    } finally {
+      for (const output of outputs) backend.dispose(output);
+    }
+  };
+
+  return {
+    name: "eoc",
+    spec: specOf(
+      options.source,
+      { mode, trend: useTrend, prior: usePrior, judgment, agreement },
+      tau,
+      kappa,
+      gammaOption,
+    ),
+    historyLength: useTrend ? 2 : 1,
+    priors,
+    terms,
+    tau,
+    counts,
+    async correct(context): Promise<Tensor> {
+      if (context.valueKind !== "branch" || terms === "none") return context.cached;
+      if (context.step.count !== priors.steps) {
+        throw new DitcacheError(
+          "INCOMPATIBLE_FILE",
+          `eoc: steps differ: the priors were made for ${priors.steps}, the run has ${context.step.count} (run calibrate for this configuration)`,
+        );
+      }
+      const cell = priors.cell(context.key, context.step.index);
+      if (cell === undefined || cell.sourceStep !== context.sourceStep) {
+        counts.noPrior++;
+        return context.cached;
+      }
+      if (tau !== undefined && !(cell.relativeError > tau)) {
+        counts.judged++;
+        return context.cached;
+      }
+      checkShape(context);
+      const [last, previous] = context.history;
+      const hasTrend = useTrend && previous !== undefined;
+      let a = 0;
+      let b = 0;
+      if (terms === "trend+prior" && hasTrend) [a, b] = [cell.trendCoefficient, cell.priorCoefficient];
+      else if (usePrior) b = gammaOf(cell);
+      else if (hasTrend) a = cell.trendGain;
+      else return context.cached;
+      const difference = b !== 0 || agreement ? differenceTensor(context.backend, cell) : undefined;
+      if (agreement && hasTrend && usePrior && (await cosine(context, difference!)) <= kappa) {
+        counts.disagreed++;
+        return context.cached;
+      }
+      const scale = hasTrend ? (context.step.index - last!.step) / (last!.step - previous!.step) : 0;
+      const weights: { tensor: Tensor; weight: number }[] = [{ tensor: last!.value, weight: 1 + a * scale }];
+      if (a !== 0 && hasTrend) weights.push({ tensor: previous!.value, weight: -a * scale });
+      if (b !== 0) weights.push({ tensor: difference!, weight: b });
+      if (weights.length === 1 && weights[0]!.weight === 1) return context.cached;
+      counts.corrected++;
+      return context.math.combine(weights);
+    },
+    dispose(): void {
+      for (const [backend, tensors] of uploads)
+        for (const tensor of tensors.values()) backend.dispose(tensor);
+      for (const unit of agreementUnits.values()) unit.dispose();
+      uploads.clear();
+      agreementUnits.clear();
+    },
+  };
+}
+
+/**
+ * EOC on top of a base policy: the policy unchanged (when to reuse) and the EOC corrector (how
+ * to correct), ready for `createCacheEngine`.
+ *
+ * @throws DitcacheError INCOMPATIBLE_FILE when the priors were calibrated for another base policy.
+ * @example
+ * const priors = await loadPriors("priors.safetensors", { modelHash, steps: 20 });
+ * const { policy, corrector } = eoc(parsePolicy("fora:interval=2"), priors);
+ * const engine = createCacheEngine({ policy, corrector });
+ */
+export function eoc(
+  basePolicy: CachePolicy,
+  priors: Priors,
+  options: EocOptions = {},
+): { policy: CachePolicy; corrector: EocCorrector } {
+  if (basePolicy === null || typeof basePolicy?.decide !== "function")
+    invalidArgument("basePolicy", basePolicy, 'a CachePolicy (e.g. parsePolicy("fora:interval=2"))');
+  checkPriorsCompatible(priors.header, { basePolicy: basePolicy.spec });
+  return { policy: basePolicy, corrector: eocCorrector(priors, options) };
+}

@@ -1,0 +1,216 @@
+import type { CalibrationReport, TermsKey, TermsReport } from "./header.js";
+
+/**
+ * Sufficient statistics of one cell (one reused site and step) over calibration rows, with
+ * t = trend, D = prior difference, e = F_true - F_cached (true caching error):
+ * [rows, Σ<t,t>, Σ<t,D>, Σ<D,D>, Σ<t,e>, Σ<D,e>, Σ<e,e>]. Every fit and score is a closed form of them.
+ */
+export const STATISTICS = 7;
+const N = 0;
+const TT = 1;
+const TD = 2;
+const DD = 3;
+const TE = 4;
+const DE = 5;
+const EE = 6;
+
+/** Coefficients fitted for one cell. */
+export interface CellFit {
+  /** gamma of e ≈ gamma·D, clipped to [0, gammaMax]. */
+  readonly gamma: number;
+  /** a of e ≈ a·t, clipped to ±coefficientMax. */
+  readonly trendGain: number;
+  /** a of e ≈ a·t + b·D. */
+  readonly trendCoefficient: number;
+  /** b of e ≈ a·t + b·D. */
+  readonly priorCoefficient: number;
+}
+
+/** Clipping bounds of the fits. */
+export interface FitLimits {
+  /** gamma ∈ [0, gammaMax]. */
+  readonly gammaMax: number;
+  /** |a|, |b|, |trend gain| <= coefficientMax. */
+  readonly coefficientMax: number;
+}
+
+const clip = (value: number, low: number, high: number): number => Math.min(high, Math.max(low, value));
+const ratio = (numerator: number, denominator: number): number =>
+  denominator > 0 ? numerator / denominator : 0;
+
+/** Per-row dot products of one calibration row, added to a statistics slot. */
+export function accumulateRow(
+  target: Float64Array,
+  offset: number,
+  trueValue: Float32Array,
+  cached: Float32Array,
+  trend: Float32Array | undefined,
+  difference: Float32Array,
+): void {
+  const channels = difference.length;
+  let tt = 0;
+  let tD = 0;
+  let dd = 0;
+  let te = 0;
+  let de = 0;
+  let ee = 0;
+  for (let i = 0; i < trueValue.length; i++) {
+    const d = difference[i % channels]!; // broadcasts a per-channel D over tokens
+    const e = trueValue[i]! - cached[i]!;
+    const t = trend === undefined ? 0 : trend[i]!;
+    tt += t * t;
+    tD += t * d;
+    dd += d * d;
+    te += t * e;
+    de += d * e;
+    ee += e * e;
+  }
+  target[offset + N]! += 1;
+  target[offset + TT]! += tt;
+  target[offset + TD]! += tD;
+  target[offset + DD]! += dd;
+  target[offset + TE]! += te;
+  target[offset + DE]! += de;
+  target[offset + EE]! += ee;
+}
+
+/** Least-squares coefficients of one cell, closed form (2x2 normal equations for (a, b)). */
+export function fitCell(s: ArrayLike<number>, limits: FitLimits): CellFit {
+  const max = limits.coefficientMax;
+  const gamma = clip(ratio(s[DE]!, s[DD]!), 0, limits.gammaMax);
+  const trendGain = clip(ratio(s[TE]!, s[TT]!), -max, max);
+  // Ridge relative to the diagonal keeps the system solvable when t ≡ 0 (one computed value so
+  // far) or t ∥ D; it then degrades to the single-term fit.
+  const ridge = 1e-9 * (s[TT]! + s[DD]!) + 1e-30;
+  const a11 = s[TT]! + ridge;
+  const a22 = s[DD]! + ridge;
+  const a12 = s[TD]!;
+  const det = a11 * a22 - a12 * a12;
+  let a = 0;
+  let b = 0;
+  if (det > 0) {
+    a = (a22 * s[TE]! - a12 * s[DE]!) / det;
+    b = (a11 * s[DE]! - a12 * s[TE]!) / det;
+  }
+  return { gamma, trendGain, trendCoefficient: clip(a, -max, max), priorCoefficient: clip(b, -max, max) };
+}
+
+/** Σ ||e||² - Σ ||e - correction||² on the rows summarised by `s`, for the given terms and fit. */
+export function errorReduction(s: ArrayLike<number>, fit: CellFit, terms: TermsKey): number {
+  const [a, b] =
+    terms === "trend+prior"
+      ? [fit.trendCoefficient, fit.priorCoefficient]
+      : terms === "trend"
+        ? [fit.trendGain, 0]
+        : [0, fit.gamma];
+  return 2 * (a * s[TE]! + b * s[DE]!) - (a * a * s[TT]! + 2 * a * b * s[TD]! + b * b * s[DD]!);
+}
+
+/** Sum of two statistics slots. */
+function sum(x: ArrayLike<number>, y: ArrayLike<number>): Float64Array {
+  return Float64Array.from({ length: STATISTICS }, (_, i) => x[i]! + y[i]!);
+}
+
+/**
+ * Two-fold statistics of every cell (fold = sample index parity), the fits they give and the
+ * held-out choice of tau.
+ */
+export class CellStatistics {
+  /** [cell][fold][statistic]. */
+  readonly data: Float64Array;
+
+  constructor(readonly cells: number) {
+    this.data = new Float64Array(cells * 2 * STATISTICS);
+  }
+
+  /** Offset of a cell's fold slot, for {@link accumulateRow}. */
+  offset(cell: number, fold: number): number {
+    return (cell * 2 + fold) * STATISTICS;
+  }
+
+  private fold(cell: number, fold: number): Float64Array {
+    const offset = this.offset(cell, fold);
+    return this.data.subarray(offset, offset + STATISTICS);
+  }
+
+  /** Both folds together. */
+  total(cell: number): Float64Array {
+    return sum(this.fold(cell, 0), this.fold(cell, 1));
+  }
+
+  /** Fits of every cell on all rows. */
+  fits(limits: FitLimits): CellFit[] {
+    return Array.from({ length: this.cells }, (_, cell) => fitCell(this.total(cell), limits));
+  }
+
+  /** gamma of one fit over every cell (the paper-style global fallback). */
+  globalGamma(limits: FitLimits): number {
+    let de = 0;
+    let dd = 0;
+    for (let cell = 0; cell < this.cells; cell++) {
+      const s = this.total(cell);
+      de += s[DE]!;
+      dd += s[DD]!;
+    }
+    return clip(ratio(de, dd), 0, limits.gammaMax);
+  }
+
+  /**
+   * Held-out evaluation: per cell and terms, the error reduction of coefficients fitted on one
+   * fold, scored on the other (both ways, summed). Then, per terms, the tau that maximises the
+   * summed held-out reduction of the cells with relative prior error e > tau.
+   */
+  report(relativeErrors: ArrayLike<number>, limits: FitLimits): CalibrationReport {
+    let errorEnergy = 0;
+    let heldOut = this.cells > 0;
+    for (let cell = 0; cell < this.cells; cell++) {
+      errorEnergy += this.total(cell)[EE]!;
+      if (this.fold(cell, 0)[N] === 0 || this.fold(cell, 1)[N] === 0) heldOut = false;
+    }
+    const terms = {} as Record<TermsKey, TermsReport>;
+    for (const key of ["trend+prior", "trend", "prior"] as const) {
+      if (!heldOut) {
+        terms[key] = { tau: 0, heldOutReduction: 0, heldOutReductionAll: 0, cellsCorrected: this.cells };
+        continue;
+      }
+      const gains = Array.from({ length: this.cells }, (_, cell) => {
+        const [first, second] = [this.fold(cell, 0), this.fold(cell, 1)];
+        return (
+          errorReduction(second, fitCell(first, limits), key) +
+          errorReduction(first, fitCell(second, limits), key)
+        );
+      });
+      terms[key] = chooseTau(relativeErrors, gains, errorEnergy);
+    }
+    return { heldOut, errorEnergy, terms };
+  }
+}
+
+/**
+ * The threshold tau on e maximising Σ_{e_c > tau} gain_c; ties keep the smaller tau. tau = 0
+ * corrects every cell, tau = max e none.
+ */
+export function chooseTau(
+  relativeErrors: ArrayLike<number>,
+  gains: readonly number[],
+  errorEnergy: number,
+): TermsReport {
+  const order = gains.map((_, i) => i).sort((x, y) => relativeErrors[x]! - relativeErrors[y]!);
+  const all = gains.reduce((total, gain) => total + gain, 0);
+  let best = { tau: 0, gain: all, corrected: gains.length };
+  let remaining = all;
+  for (let k = 0; k < order.length; k++) {
+    remaining -= gains[order[k]!]!;
+    const tau = relativeErrors[order[k]!]!;
+    // Cells with e equal to tau are also excluded (the judgment corrects e > tau only).
+    if (k + 1 < order.length && relativeErrors[order[k + 1]!]! === tau) continue;
+    if (remaining > best.gain) best = { tau, gain: remaining, corrected: order.length - k - 1 };
+  }
+  const fraction = (gain: number) => (errorEnergy > 0 ? gain / errorEnergy : 0);
+  return {
+    tau: best.tau,
+    heldOutReduction: fraction(best.gain),
+    heldOutReductionAll: fraction(all),
+    cellsCorrected: best.corrected,
+  };
+}

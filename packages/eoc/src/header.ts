@@ -1,0 +1,128 @@
+/** How finely the mean feature P and the mean caching difference D are stored. */
+export type Granularity = "token-channel" | "channel";
+
+/** Which correction terms are active; each combination has its own fitted coefficients. */
+export type TermsKey = "trend+prior" | "trend" | "prior";
+
+/** The sampler configuration a priors file is tied to (the steps are stored beside it). */
+export interface SamplerDescriptor {
+  /** Respacing string as the sampler takes it, e.g. "ddim20" or "20". */
+  readonly respacing: string;
+  /** Sampler name, e.g. "ddim" or "ddpm". */
+  readonly sampler: string;
+  /** Classifier-free guidance scale (1 = unguided). */
+  readonly cfgScale: number;
+  /** eps channels CFG guides (the official DiT guides 3), or "all". */
+  readonly guideChannels: number | "all";
+}
+
+/** The calibration set, as recorded in the file (for provenance; not checked on load). */
+export interface CalibrationSetDescriptor {
+  /** Seeds of the calibration runs. @defaultValue [] */
+  readonly seeds?: readonly number[];
+  /** Class labels of the calibration runs. @defaultValue [] */
+  readonly labels?: readonly number[];
+  /** Free text, e.g. "one label per class, seed 0". */
+  readonly description?: string;
+}
+
+/** What `calibrate` records about the model and sampler the priors belong to. */
+export interface PriorsDescriptor {
+  /** Hash of the model weights (any stable string; loading checks it). */
+  readonly modelHash: string;
+  /** The sampler configuration of the target runs. */
+  readonly sampler: SamplerDescriptor;
+  /** Provenance of the calibration set. */
+  readonly calibration?: CalibrationSetDescriptor;
+}
+
+/** Per-terms result of the held-out evaluation done at calibration. */
+export interface TermsReport {
+  /** Threshold on the relative prior error chosen by the held-out measurement. */
+  readonly tau: number;
+  /** Fraction of the held-out caching-error energy removed when correcting cells with e > tau. */
+  readonly heldOutReduction: number;
+  /** The same with tau = 0 (every cell corrected). */
+  readonly heldOutReductionAll: number;
+  /** Cells with e > tau. */
+  readonly cellsCorrected: number;
+}
+
+/** What the calibration measured, stored in the file for the README / CLI to print. */
+export interface CalibrationReport {
+  /**
+   * Whether the held-out numbers exist: rows are split into two folds by sample index parity,
+   * coefficients fitted on one fold are scored on the other; one calibration sample gives none.
+   */
+  readonly heldOut: boolean;
+  /** Σ ||F_true - F_cached||² over every reused cell and row of the calibration runs. */
+  readonly errorEnergy: number;
+  /** Per terms combination. */
+  readonly terms: Readonly<Record<TermsKey, TermsReport>>;
+}
+
+/** One (site, step) where the base policy reuses, with its prior. */
+export type CellEntry = readonly [site: number, step: number, source: number];
+
+/** Defaults the runtime corrector takes from the file. */
+export interface PriorsDefaults {
+  /** Judgment threshold on e = ||D|| / ||P|| per terms combination (chosen on held-out calibration rows). */
+  readonly tau: Readonly<Record<TermsKey, number>>;
+  /** Threshold on cos(trend, D) when the agreement check is on. */
+  readonly kappa: number;
+  /** Upper clip of the fitted gamma (lower clip 0). */
+  readonly gammaMax: number;
+  /** |a|, |b| and the trend-only gain are clipped to this. */
+  readonly coefficientMax: number;
+  /** One gamma fitted over every cell (the paper-style fallback), clipped like gamma. */
+  readonly globalGamma: number;
+}
+
+/** The JSON header of a priors file, stored in `__metadata__["ditcache.eoc"]`. */
+export interface PriorsHeader {
+  /** Always "ditcache-eoc-priors". */
+  readonly format: typeof PRIORS_FORMAT;
+  /** Format version. */
+  readonly version: typeof PRIORS_VERSION;
+  /** Hash of the model weights. */
+  readonly modelHash: string;
+  /** Sampler configuration. */
+  readonly sampler: SamplerDescriptor;
+  /** Sampling steps. */
+  readonly steps: number;
+  /** Model depth (blocks). */
+  readonly depth: number;
+  /** Spec string of the base policy (`parsePolicy` recreates it). */
+  readonly basePolicy: string;
+  /** Storage granularity of P and D. */
+  readonly granularity: Granularity;
+  /** Element type of every tensor in the file. */
+  readonly dtype: "F16" | "F32";
+  /** Shape of one row of P / D: [tokens, channels] or [channels]. */
+  readonly valueShape: readonly number[];
+  /** Site keys, e.g. "block0.attn"; site index = position. */
+  readonly sites: readonly string[];
+  /** Whether the mean feature P is stored (tensor "mean"). */
+  readonly hasMean: boolean;
+  /** Reused cells, in the order of the per-cell tensors. */
+  readonly cells: readonly CellEntry[];
+  /** Calibration set. */
+  readonly calibration: {
+    readonly samples: number;
+    readonly rows: number;
+    readonly seeds: readonly number[];
+    readonly labels: readonly number[];
+    readonly description: string;
+  };
+  /** Runtime defaults. */
+  readonly defaults: PriorsDefaults;
+  /** Held-out measurement from calibration. */
+  readonly report: CalibrationReport;
+}
+
+/** Value of the header's `format` field. */
+export const PRIORS_FORMAT = "ditcache-eoc-priors";
+/** Current priors format version. */
+export const PRIORS_VERSION = 1;
+/** `__metadata__` key holding the JSON header. */
+export const METADATA_KEY = "ditcache.eoc";

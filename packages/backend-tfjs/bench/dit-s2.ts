@@ -7,11 +7,13 @@
 // Benchmarks print numbers, never assert them: the machine is shared and noisy.
 import { parseArgs } from "node:util";
 import { createRng } from "@ditcache/core";
-import type { HostArray } from "@ditcache/dit";
-import { DiTModel, ditPreset, WEIGHT_LAYOUTS } from "@ditcache/dit";
+import { DiTModel, ditPreset } from "@ditcache/dit";
+import { randomDiTWeights } from "@ditcache/dit/testing";
 import { createTfjsBackend, TFJS_ENGINES, type TfjsEngine } from "../src/index.js";
 
 const { values } = parseArgs({
+  // `pnpm bench -- --engine cpu` passes the "--" through.
+  args: process.argv.slice(2).filter((arg) => arg !== "--"),
   options: {
     engine: { type: "string", default: "wasm" },
     runs: { type: "string", default: "3" },
@@ -27,14 +29,8 @@ const runs = Number(values.runs);
 const batch = Number(values.batch);
 
 const config = ditPreset("DiT-S/2");
-const rng = createRng(0);
-const weights = new Map<string, HostArray>();
-for (const [key, shape] of WEIGHT_LAYOUTS.official.expectedShapes(config)) {
-  if (WEIGHT_LAYOUTS.official.optionalKeys.has(key)) continue;
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = rng.normal() * 0.02;
-  weights.set(key, { shape, data });
-}
+const weights = randomDiTWeights(config, 0);
+const rng = createRng(1);
 const side = config.inputSize;
 const latent = new Float32Array(batch * config.inChannels * side * side);
 for (let i = 0; i < latent.length; i++) latent[i] = rng.normal();

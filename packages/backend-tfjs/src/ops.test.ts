@@ -45,6 +45,42 @@ describe.each(["cpu", "wasm"] as const)("tfjs-%s ops beyond the conformance suit
     for (let i = 0; i < want.data.length; i++) expect(got.data[i]).toBeCloseTo(want.data[i]!, 4);
   });
 
+  it("transposes of rank 5 and 6 (done in rank-4 steps) move every element right", async () => {
+    const toRef = (shape: number[]) => ({ shape, data: Float64Array.from(ramp(shape)) });
+    for (const [shape, perm] of [
+      [
+        [2, 5, 3, 4, 6],
+        [2, 0, 3, 1, 4],
+      ],
+      [
+        [2, 1, 3, 4, 5],
+        [4, 3, 2, 1, 0],
+      ],
+      [
+        [3, 2, 1, 2, 4, 2],
+        [5, 1, 3, 0, 4, 2],
+      ],
+    ] as const) {
+      const got = await run((o, [x]) => o.transpose(x, perm), [...shape]);
+      const want = reference.transpose(toRef([...shape]), perm);
+      expect(got).toEqual({ shape: [...want.shape], data: Float32Array.from(want.data) });
+    }
+  });
+
+  it("strided slices of rank 5 (done as a gather of rows) pick the right elements", async () => {
+    const shape = [2, 3, 4, 2, 3];
+    const toRef = { shape, data: Float64Array.from(ramp(shape)) };
+    for (const [axis, start, end] of [
+      [2, 1, 3],
+      [-1, 0, 2],
+      [1, 2, 3],
+    ] as const) {
+      const got = await run((o, [x]) => o.slice(x, axis, start, end), shape);
+      const want = reference.slice(toRef, axis, start, end);
+      expect(got).toEqual({ shape: [...want.shape], data: Float32Array.from(want.data) });
+    }
+  });
+
   it("sum and mean over no axes are the identity, as in NumPy", async () => {
     for (const reduce of ["sum", "mean"] as const) {
       const got = await run((o, [x]) => o[reduce](x, [], false), [2, 3]);

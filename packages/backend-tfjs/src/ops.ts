@@ -69,8 +69,9 @@ function pool(kind: "max" | "avg", x: tf.Tensor, options: Pool2dOptions): tf.Ten
 /** What a backend tells {@link createTfjsOps} about its engine and its long-lived tensors. */
 export interface TfjsOpsOptions {
   /**
-   * The (in, out) transpose of a long-lived (out, in) linear weight, computed once and kept by
-   * the backend; `undefined` for any other tensor, which is then transposed per call.
+   * Given: linear multiplies by (in, out) weights, using this cached transpose of a long-lived
+   * (out, in) weight, or a per-call transpose where it returns `undefined`. Absent: linear uses
+   * a transposed matmul. @defaultValue absent
    */
   transposedWeight?(weight: tf.Tensor): tf.Tensor | undefined;
   /**
@@ -190,12 +191,18 @@ export function createTfjsOps(options: TfjsOpsOptions = {}): Ops<tf.Tensor> {
       if (bias !== undefined && (bias.rank !== 1 || bias.shape[0] !== outFeatures)) {
         shapeError(`linear: bias must have shape [${outFeatures}], got ${formatShape(bias.shape)}`);
       }
-      // One 2-D GEMM over all leading dims, on an (in, out) weight: the wasm engine runs only an
-      // untransposed batch-1 matmul on XNNPACK (transposeB is ~10x slower there, and with a fused
-      // bias it returns wrong values in tfjs 4.22).
+      // One 2-D GEMM over all leading dims.
       const rows = tf.reshape(x, [-1, inFeatures]) as tf.Tensor2D;
-      const transposed = (options.transposedWeight?.(weight) ?? tf.transpose(weight)) as tf.Tensor2D;
-      const out = tf.fused.matMul({ a: rows, b: transposed, bias });
+      let out: tf.Tensor;
+      if (options.transposedWeight === undefined) {
+        const product = tf.matMul(rows, weight, false, true);
+        out = bias === undefined ? product : tf.add(product, bias);
+      } else {
+        // On an (in, out) weight: wasm runs only untransposed batch-1 matmuls on XNNPACK
+        // (transposeB is ~10x slower, and with a fused bias wrong in tfjs 4.22).
+        const transposed = options.transposedWeight(weight) ?? tf.transpose(weight);
+        out = tf.fused.matMul({ a: rows, b: transposed as tf.Tensor2D, bias });
+      }
       return tf.reshape(out, [...x.shape.slice(0, -1), outFeatures]);
     },
 
@@ -217,10 +224,13 @@ export function createTfjsOps(options: TfjsOpsOptions = {}): Ops<tf.Tensor> {
       const keysT = tf.transpose(k, [0, 1, 3, 2]); // (B, H, Dh, Lk): an untransposed matmul
       const heads = b! * h!;
       if (!options.perHeadAttention || heads === 1) return attend(q, keysT, v); // (B, H, L, Dh)
-      const perHead = (t: tf.Tensor) =>
-        tf
-          .split(tf.reshape(t, [heads, ...t.shape.slice(2)]), heads, 0)
-          .map((one) => tf.reshape(one, one.shape.slice(1)));
+      const perHead = (t: tf.Tensor) => {
+        const [rows, columns] = t.shape.slice(2) as [number, number];
+        const stacked = tf.reshape(t, [heads, rows, columns]);
+        return Array.from({ length: heads }, (_, i) =>
+          tf.reshape(tf.slice(stacked, [i, 0, 0], [1, rows, columns]), [rows, columns]),
+        );
+      };
       const [qs, ks, vs] = [perHead(q), perHead(keysT), perHead(v)];
       const outputs = qs.map((one, i) => attend(one, ks[i]!, vs[i]!)); // H x (L, Dh)
       return tf.reshape(tf.stack(outputs), [b!, h!, q.shape[2]!, v.shape[3]!]);
@@ -363,9 +373,20 @@ export function createTfjsOps(options: TfjsOpsOptions = {}): Ops<tf.Tensor> {
           `integers with 0 <= start <= end <= ${length} (axis ${a} of ${formatShape(x.shape)})`,
         );
       }
-      const begin = x.shape.map((_, i) => (i === a ? start : 0));
       const size = x.shape.map((d, i) => (i === a ? end - start : d));
-      return tf.slice(x, begin, size);
+      const outer = sizeOf(x.shape.slice(0, a));
+      if (outer === 1 || start === end || x.rank <= 4) {
+        return tf.slice(
+          x,
+          x.shape.map((_, i) => (i === a ? start : 0)),
+          size,
+        );
+      }
+      // A strided slice of rank > 4: tfjs-wasm copies it element by element through a generic
+      // JavaScript loop, ~20x slower than this gather of whole rows.
+      const inner = sizeOf(x.shape.slice(a + 1));
+      const rows = tf.gather(tf.reshape(x, [outer, length, inner]), tf.range(start, end, 1, "int32"), 1);
+      return tf.reshape(rows, size);
     },
 
     sum: (x, axes, keepDims) => reduce("sum", x, axes, keepDims),

@@ -50,18 +50,22 @@ export class TfjsBackendImpl implements TfjsBackend {
     private readonly tfjsName: string,
   ) {
     this.name = `tfjs-${engine}`;
+    const wasm = engine === "wasm";
     this.ops = createTfjsOps({
-      transposedWeight: (weight) => {
-        if (!this.currentParams.has(weight)) return undefined;
-        let transposed = this.transposedParams.get(weight);
-        if (transposed === undefined) {
-          transposed = tf.keep(tf.transpose(weight)); // kept out of the enclosing tidy
-          this.transposedParams.set(weight, transposed);
-        }
-        return transposed;
-      },
-      perHeadAttention: this.engine === "wasm",
+      // Costs a second copy of every linear weight; wasm needs it for its fast matmul path.
+      ...(wasm && { transposedWeight: (weight: tf.Tensor) => this.transposedParam(weight) }),
+      perHeadAttention: wasm,
     });
+  }
+
+  private transposedParam(weight: tf.Tensor): tf.Tensor | undefined {
+    if (!this.currentParams.has(weight)) return undefined;
+    let transposed = this.transposedParams.get(weight);
+    if (transposed === undefined) {
+      transposed = tf.keep(tf.transpose(weight)); // kept out of the enclosing tidy
+      this.transposedParams.set(weight, transposed);
+    }
+    return transposed;
   }
 
   tensor(data: Float32Array, shape: readonly number[]): Tensor {

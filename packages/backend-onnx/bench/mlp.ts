@@ -7,9 +7,10 @@
  *
  * Run: pnpm tsx --conditions=source packages/backend-onnx/bench/mlp.ts [--quick]
  */
-import type { Backend, Ops, Tensor, Unit } from "@ditcache/core";
+import type { Backend, Executable, Ops, Tensor, Unit } from "@ditcache/core";
 import * as ort from "onnxruntime-node";
 import { createOnnxBackend, type OnnxBackendOptions } from "../src/index.js";
+import { modelWriter } from "../src/onnx-proto.js";
 
 const HIDDEN = 1152;
 const HEADS = 16;
@@ -18,7 +19,7 @@ const BATCH = 2;
 const TOKENS = 256;
 const ROWS = BATCH * TOKENS;
 const quick = process.argv.includes("--quick");
-const REPEATS = quick ? 3 : 7;
+const ROUNDS = quick ? 3 : 7;
 
 const MLP_FLOP = 2 * ROWS * HIDDEN * MLP_HIDDEN * 2;
 const ATTENTION_FLOP =
@@ -79,67 +80,42 @@ function attentionUnit(backend: Backend, name: string): Unit {
   };
 }
 
-interface Inputs {
-  readonly tensors: Tensor[];
+function branchInputs(backend: Backend): Tensor[] {
+  return [
+    backend.tensor(random(ROWS * HIDDEN, 1), [BATCH, TOKENS, HIDDEN]),
+    backend.tensor(random(BATCH * HIDDEN, 0.1), [BATCH, 1, HIDDEN]),
+    backend.tensor(random(BATCH * HIDDEN, 0.1), [BATCH, 1, HIDDEN]),
+  ];
 }
 
-function branchInputs(backend: Backend): Inputs {
-  return {
-    tensors: [
-      backend.tensor(random(ROWS * HIDDEN, 1), [BATCH, TOKENS, HIDDEN]),
-      backend.tensor(random(BATCH * HIDDEN, 0.1), [BATCH, 1, HIDDEN]),
-      backend.tensor(random(BATCH * HIDDEN, 0.1), [BATCH, 1, HIDDEN]),
-    ],
+/** A timed thing: prepared once (compile + first run), then timed once per round. */
+interface Runner {
+  readonly label: string;
+  readonly flop: number;
+  readonly run: () => Promise<void>;
+  best: number;
+  /** CPU time (all threads) of the best round. */
+  bestCpu: number;
+}
+
+async function prepare(label: string, flop: number, run: () => Promise<void>): Promise<Runner> {
+  const start = performance.now();
+  await run();
+  const firstMs = performance.now() - start;
+  await run();
+  console.log(`  prepared ${label} (first run incl. session creation ${firstMs.toFixed(0)} ms)`);
+  return { label, flop, run, best: Number.POSITIVE_INFINITY, bestCpu: Number.NaN };
+}
+
+function unitRunner(backend: Backend, unit: Unit, inputs: readonly Tensor[]): () => Promise<void> {
+  const executable = backend.compile(unit);
+  return async () => {
+    for (const t of await executable.run(inputs)) backend.dispose(t);
   };
 }
 
-async function median(run: () => Promise<void>): Promise<number> {
-  await run();
-  await run();
-  const times: number[] = [];
-  for (let i = 0; i < REPEATS; i++) {
-    const start = performance.now();
-    await run();
-    times.push(performance.now() - start);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
-}
-
-async function timeUnit(
-  backend: Backend,
-  unit: Unit,
-  inputs: Inputs,
-): Promise<{ ms: number; compileMs: number }> {
-  const executable = backend.compile(unit);
-  const start = performance.now();
-  for (const t of await executable.run(inputs.tensors)) backend.dispose(t);
-  const compileMs = performance.now() - start;
-  const ms = await median(async () => {
-    for (const t of await executable.run(inputs.tensors)) backend.dispose(t);
-  });
-  executable.dispose();
-  return { ms, compileMs };
-}
-
-const gflops = (flop: number, ms: number) => (flop / ms / 1e6).toFixed(1);
-
-async function variant(label: string, options: OnnxBackendOptions): Promise<void> {
-  const backend = await createOnnxBackend(options);
-  const inputs = branchInputs(backend);
-  const mlp = await timeUnit(backend, mlpUnit(backend, "mlp"), inputs);
-  const attention = await timeUnit(backend, attentionUnit(backend, "attn"), inputs);
-  console.log(
-    `${label.padEnd(44)} mlp ${mlp.ms.toFixed(1).padStart(6)} ms ${gflops(MLP_FLOP, mlp.ms).padStart(6)} GFLOP/s` +
-      `   attn ${attention.ms.toFixed(1).padStart(6)} ms ${gflops(ATTENTION_FLOP, attention.ms).padStart(6)} GFLOP/s` +
-      `   (first run incl. compile: ${mlp.compileMs.toFixed(0)} / ${attention.compileMs.toFixed(0)} ms)`,
-  );
-  await backend.close();
-}
-
 /** A plain ORT MatMul session with B as a graph input (no pre-packing): the baseline figure. */
-async function plainMatMul(threads: number): Promise<void> {
-  const { modelWriter } = await import("../src/onnx-proto.js");
+async function plainMatMul(threads: number): Promise<() => Promise<void>> {
   const bytes = modelWriter({
     name: "matmul",
     opsets: { "": 20 },
@@ -159,69 +135,117 @@ async function plainMatMul(threads: number): Promise<void> {
     a: new ort.Tensor("float32", random(ROWS * HIDDEN, 1), [ROWS, HIDDEN]),
     b: new ort.Tensor("float32", random(HIDDEN * MLP_HIDDEN, 1), [HIDDEN, MLP_HIDDEN]),
   };
-  const ms = await median(async () => {
+  return async () => {
     await session.run(feeds);
-  });
-  const flop = 2 * ROWS * HIDDEN * MLP_HIDDEN;
-  console.log(
-    `${`plain MatMul 512x1152x4608, B an input, ${threads} thr`.padEnd(44)} ${ms.toFixed(1).padStart(6)} ms ${gflops(flop, ms).padStart(6)} GFLOP/s`,
-  );
-  await session.release();
+  };
 }
 
 /** A chain of blocks with distinct weights, the way a DiT forward alternates sessions. */
-async function chain(label: string, options: OnnxBackendOptions, blocks: number): Promise<void> {
-  const backend = await createOnnxBackend(options);
-  const inputs = branchInputs(backend);
-  const executables = [];
+function chainRunner(backend: Backend, blocks: number, inputs: readonly Tensor[]): () => Promise<void> {
+  const executables: Executable[] = [];
   for (let b = 0; b < blocks; b++) {
     executables.push(backend.compile(attentionUnit(backend, `block${b}.attn`)));
     executables.push(backend.compile(mlpUnit(backend, `block${b}.mlp`)));
   }
-  const forward = async () => {
-    let x = inputs.tensors[0]!;
+  return async () => {
+    let x = inputs[0]!;
     for (const executable of executables) {
-      const [y] = await executable.run([x, inputs.tensors[1]!, inputs.tensors[2]!]);
-      if (x !== inputs.tensors[0]) backend.dispose(x);
+      const [y] = await executable.run([x, inputs[1]!, inputs[2]!]);
+      if (x !== inputs[0]) backend.dispose(x);
       x = y!;
     }
-    if (x !== inputs.tensors[0]) backend.dispose(x);
+    if (x !== inputs[0]) backend.dispose(x);
   };
-  const ms = await median(forward);
-  const perBlock = ms / blocks;
-  const flop = (MLP_FLOP + ATTENTION_FLOP) * blocks;
-  console.log(
-    `${label.padEnd(44)} ${blocks} blocks ${ms.toFixed(0)} ms = ${perBlock.toFixed(1)} ms/block ${gflops(flop, ms)} GFLOP/s` +
-      ` -> 28 blocks ~${((perBlock * 28) / 1000).toFixed(2)} s`,
-  );
-  await backend.close();
 }
 
-console.log(
-  `DiT-XL/2 branches, ${ROWS} tokens, fp32; median of ${REPEATS}; MLP ${(MLP_FLOP / 1e9).toFixed(2)} GFLOP, attention ${(ATTENTION_FLOP / 1e9).toFixed(2)} GFLOP`,
-);
-await plainMatMul(2);
-await variant("default (Gemm transB, Gelu-20), 2 threads", { intraOpNumThreads: 2 });
-await variant("1 thread", { intraOpNumThreads: 1 });
-await variant("linear as MatMul, W pre-transposed in JS", {
-  intraOpNumThreads: 2,
-  lowering: { linear: "matmul" },
-});
-await variant("gelu as com.microsoft FastGelu", { intraOpNumThreads: 2, lowering: { gelu: "contrib" } });
+const variants: [string, OnnxBackendOptions][] = [
+  ["default: Gemm(transB), Gelu-20, 2 threads", { intraOpNumThreads: 2 }],
+  ["1 thread", { intraOpNumThreads: 1 }],
+  ["linear as MatMul, W pre-transposed in JS", { intraOpNumThreads: 2, lowering: { linear: "matmul" } }],
+  ["gelu as com.microsoft FastGelu", { intraOpNumThreads: 2, lowering: { gelu: "contrib" } }],
+];
 if (!quick) {
-  await variant("graphOptimizationLevel basic", { intraOpNumThreads: 2, graphOptimizationLevel: "basic" });
-  await variant("enableCpuMemArena false", { intraOpNumThreads: 2, enableCpuMemArena: false });
-  await variant("allowSpinning false", { intraOpNumThreads: 2, allowSpinning: false });
-  await variant("executionMode parallel", { intraOpNumThreads: 2, executionMode: "parallel" });
+  variants.push(
+    ["graphOptimizationLevel basic", { intraOpNumThreads: 2, graphOptimizationLevel: "basic" }],
+    ["enableCpuMemArena false", { intraOpNumThreads: 2, enableCpuMemArena: false }],
+    ["allowSpinning true", { intraOpNumThreads: 2, allowSpinning: true }],
+    ["executionMode parallel", { intraOpNumThreads: 2, executionMode: "parallel" }],
+  );
 }
-const blocks = quick ? 2 : 4;
-await chain("chain, default (spin in run, stop after)", { intraOpNumThreads: 2 }, blocks);
-await chain("chain, allowSpinning false", { intraOpNumThreads: 2, allowSpinning: false }, blocks);
-await chain(
-  "chain, spinning also after a run",
-  {
-    intraOpNumThreads: 2,
-    sessionConfigEntries: { "session.force_spinning_stop": "0" },
-  },
-  blocks,
+const CHAIN_BLOCKS = 2;
+const chains: [string, OnnxBackendOptions][] = [
+  ["default: no spinning", { intraOpNumThreads: 2 }],
+  ["allowSpinning true (spin during a run)", { intraOpNumThreads: 2, allowSpinning: true }],
+  [
+    "spinning, also after a run",
+    {
+      intraOpNumThreads: 2,
+      allowSpinning: true,
+      sessionConfigEntries: { "session.force_spinning_stop": "0" },
+    },
+  ],
+];
+
+console.log(
+  `DiT-XL/2 branches at ${ROWS} tokens, fp32. MLP ${(MLP_FLOP / 1e9).toFixed(2)} GFLOP, attention ${(ATTENTION_FLOP / 1e9).toFixed(2)} GFLOP.`,
 );
+console.log(
+  `Runs are interleaved over ${ROUNDS} rounds; each figure is the best round (least disturbed on a shared machine).`,
+);
+const runners: Runner[] = [];
+runners.push(
+  await prepare(
+    "plain MatMul 512x1152x4608, B an input",
+    2 * ROWS * HIDDEN * MLP_HIDDEN,
+    await plainMatMul(2),
+  ),
+);
+for (const [label, options] of variants) {
+  const backend = await createOnnxBackend(options);
+  const inputs = branchInputs(backend);
+  runners.push(
+    await prepare(`${label} | mlp`, MLP_FLOP, unitRunner(backend, mlpUnit(backend, "mlp"), inputs)),
+  );
+  runners.push(
+    await prepare(
+      `${label} | attn`,
+      ATTENTION_FLOP,
+      unitRunner(backend, attentionUnit(backend, "attn"), inputs),
+    ),
+  );
+}
+for (const [label, options] of chains) {
+  const backend = await createOnnxBackend(options);
+  const flop = (MLP_FLOP + ATTENTION_FLOP) * CHAIN_BLOCKS;
+  runners.push(
+    await prepare(
+      `chain of ${CHAIN_BLOCKS} blocks, ${label}`,
+      flop,
+      chainRunner(backend, CHAIN_BLOCKS, branchInputs(backend)),
+    ),
+  );
+}
+for (let round = 0; round < ROUNDS; round++) {
+  for (const runner of runners) {
+    const start = performance.now();
+    const cpuStart = process.cpuUsage();
+    await runner.run();
+    const ms = performance.now() - start;
+    const cpu = process.cpuUsage(cpuStart);
+    if (ms < runner.best) {
+      runner.best = ms;
+      runner.bestCpu = (cpu.user + cpu.system) / 1000;
+    }
+  }
+}
+for (const runner of runners) {
+  const gflops = runner.flop / runner.best / 1e6;
+  const forward = runner.label.startsWith("chain")
+    ? `   -> 28-block forward ~${(((runner.best / CHAIN_BLOCKS) * 28) / 1000).toFixed(2)} s`
+    : "";
+  const perCpuSecond = runner.flop / runner.bestCpu / 1e6;
+  console.log(
+    `${runner.label.padEnd(62)} ${runner.best.toFixed(1).padStart(7)} ms ${gflops.toFixed(1).padStart(6)} GFLOP/s` +
+      `  cpu ${runner.bestCpu.toFixed(0).padStart(5)} ms ${perCpuSecond.toFixed(1).padStart(6)} GFLOP/cpu-s${forward}`,
+  );
+}

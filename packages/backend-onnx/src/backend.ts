@@ -1,10 +1,9 @@
 import type { Backend, Executable, Tensor, Unit } from "@ditcache/core";
-import { DitcacheError, invalidArgument } from "@ditcache/core";
+import { DitcacheError, formatShape, invalidArgument, sizeOf } from "@ditcache/core";
 import * as ort from "onnxruntime-node";
 import { type CompiledSession, OnnxExecutable, type SessionSource } from "./executable.js";
 import { type OnnxBackendOptions, type ResolvedOnnxOptions, resolveOptions } from "./options.js";
 import { assertProviderInstalled, providerError } from "./providers.js";
-import { formatShape, sizeOf } from "./shapes.js";
 import { asOnnxTensor, ONNX_BACKEND_NAME, OnnxTensor } from "./tensor.js";
 import { encodeModel, traceUnit } from "./trace.js";
 
@@ -26,7 +25,7 @@ export class OnnxBackend implements Backend, SessionSource {
   private closed = false;
 
   /** @internal Use {@link createOnnxBackend}, which checks the provider first. */
-  constructor(readonly options: ResolvedOnnxOptions) {}
+  constructor(private readonly options: ResolvedOnnxOptions) {}
 
   /** Number of live ORT sessions (one per unit and input-shape signature). */
   get sessionCount(): number {

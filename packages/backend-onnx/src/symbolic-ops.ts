@@ -1,16 +1,15 @@
 import type { Conv2dOptions, Ops, Pool2dOptions } from "@ditcache/core";
-import { DitcacheError, invalidArgument } from "@ditcache/core";
-import { type GraphBuilder, MICROSOFT_DOMAIN, type Sym } from "./graph-builder.js";
-import type { OnnxLowering } from "./lowering.js";
 import {
   broadcastShapes,
-  expectInteger,
-  expectRank,
-  expectShape,
+  DitcacheError,
   formatShape,
+  invalidArgument,
   normalizeAxis,
   sizeOf,
-} from "./shapes.js";
+} from "@ditcache/core";
+import { type GraphBuilder, MICROSOFT_DOMAIN, type Sym } from "./graph-builder.js";
+import type { OnnxLowering } from "./lowering.js";
+import { expectInteger, expectRank, expectShape } from "./shapes.js";
 
 /**
  * {@link Ops} over symbolic values: every call checks its operands, infers the static output
@@ -103,7 +102,7 @@ export class SymbolicOps implements Ops<Sym> {
         `matmul: inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)} (expected a's last = b's second last)`,
       );
     }
-    const batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
+    const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
     return this.graph.node("MatMul", [a, b], [...batch, m, n]);
   }
 
@@ -206,7 +205,7 @@ export class SymbolicOps implements Ops<Sym> {
 
   softmax(x: Sym, axis: number): Sym {
     return this.graph.node("Softmax", [x], x.shape, {
-      axis: { i: normalizeAxis("softmax", axis, x.shape.length) },
+      axis: { i: normalizeAxis(axis, x.shape.length) },
     });
   }
 
@@ -294,7 +293,7 @@ export class SymbolicOps implements Ops<Sym> {
     if (!Array.isArray(xs as unknown) || xs.length === 0)
       invalidArgument("concat: xs", xs, "a non-empty array of values");
     const first = xs[0]!;
-    const a = normalizeAxis("concat", axis, first.shape.length);
+    const a = normalizeAxis(axis, first.shape.length);
     let total = 0;
     for (const x of xs) {
       const matches =
@@ -312,7 +311,7 @@ export class SymbolicOps implements Ops<Sym> {
   }
 
   slice(x: Sym, axis: number, start: number, end: number): Sym {
-    const a = normalizeAxis("slice", axis, x.shape.length);
+    const a = normalizeAxis(axis, x.shape.length);
     const dim = x.shape[a]!;
     if (!Number.isInteger(start)) invalidArgument("slice: start", start, "an integer");
     if (!Number.isInteger(end)) invalidArgument("slice: end", end, "an integer");
@@ -333,7 +332,7 @@ export class SymbolicOps implements Ops<Sym> {
   }
 
   private binary(opType: string, a: Sym, b: Sym): Sym {
-    return this.graph.node(opType, [a, b], broadcastShapes(opType.toLowerCase(), a.shape, b.shape));
+    return this.graph.node(opType, [a, b], broadcastShapes(a.shape, b.shape));
   }
 
   private reshapeTo(x: Sym, shape: readonly number[]): Sym {
@@ -377,7 +376,7 @@ export class SymbolicOps implements Ops<Sym> {
 
   private reduce(opType: string, op: string, x: Sym, axes: readonly number[], keepDims: boolean): Sym {
     if (!Array.isArray(axes as unknown)) invalidArgument(`${op}: axes`, axes, "an array of axes");
-    const normalized = axes.map((axis) => normalizeAxis(op, axis, x.shape.length));
+    const normalized = axes.map((axis) => normalizeAxis(axis, x.shape.length));
     if (new Set(normalized).size !== normalized.length) invalidArgument(`${op}: axes`, axes, "distinct axes");
     if (normalized.length === 0) return this.graph.node("Identity", [x], x.shape);
     const shape = keepDims

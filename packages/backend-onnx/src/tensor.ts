@@ -12,16 +12,14 @@ export const ONNX_BACKEND_NAME = "onnx";
 export class OnnxTensor implements Tensor {
   readonly dtype = "float32";
   readonly backend = ONNX_BACKEND_NAME;
+  /** Dimensions, outermost first (still readable after dispose). */
+  readonly shape: readonly number[];
   private value: ort.Tensor | undefined;
 
   /** @internal Use `backend.tensor` or a unit's outputs. */
   constructor(value: ort.Tensor) {
     this.value = value;
-  }
-
-  /** Dimensions, outermost first. */
-  get shape(): readonly number[] {
-    return this.ort.dims;
+    this.shape = value.dims;
   }
 
   /** The wrapped ORT tensor; throws once the tensor is disposed. */

@@ -2,6 +2,7 @@ export type { Backend, Executable, Unit } from "./backend.js";
 export { disposeAll } from "./dispose.js";
 export type { DitcacheErrorCode } from "./errors.js";
 export { DitcacheError, invalidArgument } from "./errors.js";
+export { contentDigest, fileDigest } from "./digest.js";
 export { writeFileAtomic } from "./fs.js";
 export {
   bfloat16BitsToFloat32,

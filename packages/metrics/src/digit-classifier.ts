@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import {
   type Backend,
+  contentDigest,
   DitcacheError,
   type Executable,
   type HostTensor,
@@ -146,7 +146,7 @@ export class DigitClassifier implements FeatureExtractor {
     name = "classifier",
   ): DigitClassifier {
     const contents = readSafetensors(bytes, { name });
-    const hash = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+    const hash = contentDigest(bytes);
     return new DigitClassifier(backend, contents, hash, options, name);
   }
 

@@ -4,3 +4,5 @@ export type { CacheSetting, GenerateOptions, GenerateResult } from "./generate.j
 export { generate, MAX_IMAGES } from "./generate.js";
 export type { GridOptions } from "./images.js";
 export { imageGrid, sideBySide } from "./images.js";
+export type { CalibrateModelOptions, SamplerSetting } from "./eoc.js";
+export { calibrateModel, eocSetting, samplerDescriptor } from "./eoc.js";

@@ -1,0 +1,110 @@
+import type { CachePolicy } from "@ditcache/cache";
+import type { SamplerDescriptor } from "@ditcache/eoc";
+import { type CalibrationProgress, calibrate, eoc, type EocOptions, loadPriors, type Priors } from "@ditcache/eoc";
+import type { DiTModel } from "@ditcache/dit";
+import type { CacheSetting } from "./generate.js";
+import { generate } from "./generate.js";
+
+/** The sampler settings that priors are tied to; the same fields {@link generate} takes. */
+export interface SamplerSetting {
+  /** Denoising steps. */
+  steps: number;
+  /** Sampler. */
+  sampler: "ddim" | "ddpm";
+  /** Classifier-free guidance scale. */
+  cfgScale: number;
+  /** eps channels guided by CFG. */
+  guideChannels: number | "all";
+}
+
+/** The descriptor stored in (and checked against) a priors file for a sampler setting. */
+export function samplerDescriptor(setting: SamplerSetting): SamplerDescriptor {
+  return {
+    respacing: setting.sampler === "ddpm" ? String(setting.steps) : `ddim${setting.steps}`,
+    sampler: setting.sampler,
+    cfgScale: setting.cfgScale,
+    guideChannels: setting.guideChannels,
+  };
+}
+
+/** Options of {@link calibrateModel}. */
+export interface CalibrateModelOptions extends SamplerSetting {
+  /** The model to calibrate. */
+  model: DiTModel;
+  /** Fingerprint of the model's weights (see `fileDigest` in @ditcache/core). */
+  modelHash: string;
+  /** The cache policy EOC will correct. */
+  basePolicy: CachePolicy;
+  /** Calibration samples; sample i has label i mod classes and seed `firstSeed + i`. */
+  samples: number;
+  /** Seed of sample 0. Keep calibration seeds apart from evaluation seeds. @defaultValue 0 */
+  firstSeed?: number;
+  /** Storage granularity of the priors. @defaultValue "channel" */
+  granularity?: "channel" | "token-channel";
+  /** Progress of each pass. */
+  onProgress?: (event: CalibrationProgress) => void;
+  /** Cancels between samples. */
+  signal?: AbortSignal;
+}
+
+/**
+ * EOC prior extraction for a DiT and a sampler setting: one label per class in turn, fixed seeds,
+ * exactly the sampler of the target runs.
+ */
+export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> {
+  const { model, samples } = options;
+  const firstSeed = options.firstSeed ?? 0;
+  const classes = model.config.numClasses;
+  const labels = Array.from({ length: samples }, (_, i) => i % classes);
+  const seeds = labels.map((_, i) => firstSeed + i);
+  return calibrate({
+    runSample: async (hook, index) => {
+      await generate({
+        model,
+        labels: [labels[index]!],
+        seeds: [seeds[index]!],
+        steps: options.steps,
+        sampler: options.sampler,
+        cfgScale: options.cfgScale,
+        guideChannels: options.guideChannels,
+        hook,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    },
+    basePolicy: options.basePolicy,
+    steps: options.steps,
+    depth: model.config.depth,
+    samples,
+    descriptor: {
+      modelHash: options.modelHash,
+      sampler: samplerDescriptor(options),
+      calibration: { seeds, labels, description: `label i mod ${classes}, seeds ${firstSeed}..${firstSeed + samples - 1}` },
+    },
+    ...(options.granularity ? { granularity: options.granularity } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
+/**
+ * The EOC cache setting: loads priors, checking that they were made for this model, sampler,
+ * step count and base policy (a mismatch is an error naming the field), and pairs the base
+ * policy with the EOC corrector.
+ */
+export async function eocSetting(options: {
+  priorsPath: string;
+  model: DiTModel;
+  modelHash: string;
+  basePolicy: CachePolicy;
+  sampler: SamplerSetting;
+  eocOptions?: EocOptions;
+}): Promise<CacheSetting> {
+  const priors = await loadPriors(options.priorsPath, {
+    modelHash: options.modelHash,
+    sampler: samplerDescriptor(options.sampler),
+    steps: options.sampler.steps,
+    basePolicy: options.basePolicy,
+    depth: options.model.config.depth,
+  });
+  return eoc(options.basePolicy, priors, options.eocOptions ?? {});
+}

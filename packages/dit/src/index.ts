@@ -9,6 +9,15 @@ export {
 } from "./config.js";
 export type { DiTMacs } from "./cost.js";
 export { ditMacs } from "./cost.js";
+export {
+  DIFFUSERS_DIT_FILES,
+  DIFFUSERS_LAYOUT,
+  locateDiffusersDiT,
+  parseDiffusersDiTConfig,
+  readDiffusersDiT,
+} from "./layouts/diffusers.js";
+export type { DiffusersLoadOptions } from "./layouts/diffusers-load.js";
+export { loadDiTFromDiffusers } from "./layouts/diffusers-load.js";
 export { TIMESTEP_FREQUENCY_SIZE } from "./layouts/official.js";
 export type { DiTPresetName, ForwardOptions, LoadOptions } from "./model.js";
 export { DIT_PRESETS, DiTModel, ditPreset, sincosPositionEmbedding, timestepEmbedding } from "./model.js";

@@ -294,8 +294,8 @@ describe("DiTModel.load", () => {
     await expect(DiTModel.load(join(directory, "absent.safetensors"), { backend })).rejects.toMatchObject({
       code: "NOT_FOUND",
     });
-    await expect(DiTModel.load(path, { backend, layout: "diffusers" as never })).rejects.toThrow(
-      /options.layout: expected one of official/,
+    await expect(DiTModel.load(path, { backend, layout: "no-such-layout" as never })).rejects.toThrow(
+      /options.layout: expected one of official, diffusers, got "no-such-layout"/,
     );
   });
 });

@@ -1,5 +1,6 @@
 import { DitcacheError, formatShape } from "@ditcache/core";
 import type { DiTConfig } from "./config.js";
+import { DIFFUSERS_LAYOUT } from "./layouts/diffusers.js";
 import { OFFICIAL_LAYOUT } from "./layouts/official.js";
 
 /** A float32 array on the host with its shape (what `readSafetensors` returns, minus the dtype). */
@@ -29,6 +30,7 @@ export interface WeightLayout {
 /** Layouts {@link DiTModel.load} understands, by name. */
 export const WEIGHT_LAYOUTS = {
   official: OFFICIAL_LAYOUT,
+  diffusers: DIFFUSERS_LAYOUT,
 } as const satisfies Record<string, WeightLayout>;
 
 /** Name of a supported checkpoint layout. */

@@ -14,6 +14,8 @@ export type { ImageQualityOptions, ImageScores } from "./image-quality.js";
 export { meanSquaredError, psnr, ssim } from "./image-quality.js";
 export type { InceptionScore, InceptionScoreOptions } from "./inception-score.js";
 export { inceptionScore } from "./inception-score.js";
+export type { InceptionV3Options } from "./inception-v3.js";
+export { bilinearResizeMatrix, InceptionV3FeatureExtractor } from "./inception-v3.js";
 export type { SymmetricEigen } from "./linalg.js";
 export { symmetricEigen, traceSqrtProduct } from "./linalg.js";
 export type { PrecisionRecall, PrecisionRecallOptions } from "./precision-recall.js";

@@ -1,0 +1,276 @@
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { type CachePolicy, parsePolicy } from "@ditcache/cache";
+import type { Backend } from "@ditcache/core";
+import { type DiTModel, type DiTPresetName, ditMacs, ditPreset } from "@ditcache/dit";
+import { eoc } from "@ditcache/eoc";
+import { calibrateModel, createBackend, generate } from "@ditcache/pipeline";
+import { lcgFill, randomModel, weightBytes } from "./weights.js";
+
+/** One measurement, run in its own process so that its peak RSS is its own. */
+export type BenchTask =
+  | {
+      readonly kind: "forward";
+      readonly preset: DiTPresetName;
+      /** pipeline backend spec: "onnx", "tfjs:wasm", ... */
+      readonly backend: string;
+      readonly threads: number;
+      readonly runs: number;
+      /** Also time one DDIM run of this many steps (CFG pair, batch 2); 0 = no. */
+      readonly ddimSteps: number;
+    }
+  | {
+      readonly kind: "cache";
+      readonly preset: DiTPresetName;
+      readonly threads: number;
+      readonly steps: number;
+      readonly rounds: number;
+      /** Also measure EOC on top of FORA 50%. */
+      readonly eoc: boolean;
+      /** Also measure only the cache rows (false with eoc alone). */
+      readonly cache: boolean;
+      readonly eocSamples: number;
+      /** Where a calibrated priors file is written (its size is reported). */
+      readonly outDir: string;
+    };
+
+/** What a forward task measured. */
+export interface ForwardResult {
+  readonly preset: string;
+  readonly backend: string;
+  readonly threads: number;
+  readonly weightBytes: number;
+  /** Analytic GFLOP of one batch-2 forward (2 x MACs of @ditcache/dit's ditMacs). */
+  readonly gflopForward: number;
+  /** First forward, compiling every unit. */
+  readonly firstForwardMs: number;
+  readonly forwardMsMedian: number;
+  readonly forwardMsMin: number;
+  readonly ddimSteps: number;
+  readonly ddimMs: number | null;
+  /** Process peak resident set size (maxRSS) in bytes. */
+  readonly peakRssBytes: number;
+}
+
+/** One cache variant row. */
+export interface CacheVariantResult {
+  readonly name: string;
+  readonly spec: string;
+  readonly ms: number;
+  /** MACs computed / MACs of the uncached run (summary.macs.ratio; 1 when uncached). */
+  readonly macsRatio: number;
+  /** summary.memory.peakBytes (0 when uncached). */
+  readonly cachePeakBytes: number;
+  readonly corrector?: string;
+  readonly counts?: Readonly<Record<string, number>>;
+}
+
+/** What a cache task measured. */
+export interface CacheResult {
+  readonly preset: string;
+  readonly threads: number;
+  readonly steps: number;
+  readonly rounds: number;
+  readonly variants: readonly CacheVariantResult[];
+  readonly eocCalibrationMs: number | null;
+  readonly eocSamples: number;
+  /** Bytes of the calibrated (channel granularity, F16) priors file, as saved. */
+  readonly priorsFileBytes: number | null;
+  readonly peakRssBytes: number;
+}
+
+const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
+
+/** Runs a task in this process. */
+export async function runTask(task: BenchTask): Promise<ForwardResult | CacheResult> {
+  return task.kind === "forward" ? runForward(task) : runCache(task);
+}
+
+/**
+ * The backend of a row. ONNX drops the host copy of each param once its session exists
+ * (`hostParams: "release"`): every run here has one batch size (a CFG pair), and the weights
+ * then sit in memory once, as with PyTorch.
+ */
+async function makeBackend(spec: string, threads: number): Promise<Backend> {
+  if (spec === "onnx") {
+    const { createOnnxBackend } = await import("@ditcache/backend-onnx");
+    return createOnnxBackend({ intraOpNumThreads: threads, hostParams: "release" });
+  }
+  return createBackend(spec, { threads });
+}
+
+async function runForward(task: Extract<BenchTask, { kind: "forward" }>): Promise<ForwardResult> {
+  const config = ditPreset(task.preset);
+  const backend = await makeBackend(task.backend, task.threads);
+  const model = randomModel(config, backend);
+  const batch = 2;
+  const side = config.inputSize;
+  const x = backend.tensor(lcgFill(batch * config.inChannels * side * side, 1, 99), [
+    batch,
+    config.inChannels,
+    side,
+    side,
+  ]);
+  const forward = async (): Promise<number> => {
+    const start = performance.now();
+    const out = await model.forward(x, [500, 500], [207, config.numClasses]);
+    await backend.read(out);
+    backend.dispose(out);
+    return performance.now() - start;
+  };
+  try {
+    const firstForwardMs = await forward();
+    const times: number[] = [];
+    for (let run = 0; run < task.runs; run++) times.push(await forward());
+    times.sort((a, b) => a - b);
+    let ddimMs: number | null = null;
+    if (task.ddimSteps > 0) {
+      const result = await generate({ model, labels: [207], seeds: [0], steps: task.ddimSteps, cfgScale: 4 });
+      ddimMs = result.milliseconds;
+    }
+    return {
+      preset: task.preset,
+      backend: task.backend,
+      threads: task.threads,
+      weightBytes: weightBytes(config),
+      gflopForward: (2 * ditMacs(config).forward * batch) / 1e9,
+      firstForwardMs,
+      forwardMsMedian: times[Math.floor(times.length / 2)]!,
+      forwardMsMin: times[0]!,
+      ddimSteps: task.ddimSteps,
+      ddimMs,
+      peakRssBytes: peakRss(),
+    };
+  } finally {
+    backend.dispose(x);
+    model.dispose();
+    await backend.close?.();
+  }
+}
+
+interface Variant {
+  readonly name: string;
+  readonly policy?: CachePolicy;
+  readonly eoc?: boolean;
+}
+
+async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<CacheResult> {
+  const config = ditPreset(task.preset);
+  const backend = await makeBackend("onnx", task.threads);
+  const model = randomModel(config, backend);
+  const fora50 = parsePolicy("fora:interval=2");
+  const variants: Variant[] = [
+    { name: "uncached" },
+    ...(task.cache
+      ? [
+          { name: "FORA 25%", policy: parsePolicy("fora:reuseEvery=4") },
+          { name: "FORA 50%", policy: fora50 },
+          { name: "FORA 75%", policy: parsePolicy("fora:interval=4") },
+        ]
+      : [{ name: "FORA 50%", policy: fora50 }]),
+    ...(task.eoc ? [{ name: "FORA 50% + EOC", policy: fora50, eoc: true }] : []),
+  ];
+  try {
+    // Compile every unit once (a CFG-pair forward) so that no row pays for session creation.
+    const side = config.inputSize;
+    const x = backend.tensor(lcgFill(2 * config.inChannels * side * side, 1, 99), [
+      2,
+      config.inChannels,
+      side,
+      side,
+    ]);
+    backend.dispose(await model.forward(x, [500, 500], [207, config.numClasses]));
+    backend.dispose(x);
+    let eocSetting: Awaited<ReturnType<typeof eocFor>> | undefined;
+    let eocCalibrationMs: number | null = null;
+    let priorsFileBytes: number | null = null;
+    if (task.eoc) {
+      const started = performance.now();
+      eocSetting = await eocFor(model, fora50, task.steps, task.eocSamples);
+      eocCalibrationMs = performance.now() - started;
+      const path = join(
+        task.outDir,
+        `priors-${task.preset.replace("/", "-")}-${task.steps}steps.safetensors`,
+      );
+      await eocSetting.corrector.priors.save(path);
+      priorsFileBytes = statSync(path).size;
+    }
+    const best = new Map<string, CacheVariantResult>();
+    // Rounds interleave the variants, so a slow patch of a shared machine hits all of them.
+    for (let round = 0; round < task.rounds; round++) {
+      for (const variant of variants) {
+        const cache =
+          variant.policy === undefined
+            ? undefined
+            : variant.eoc && eocSetting
+              ? { policy: eocSetting.policy, corrector: eocSetting.corrector }
+              : { policy: variant.policy };
+        const countsBefore = variant.eoc && eocSetting ? { ...eocSetting.corrector.counts } : undefined;
+        const result = await generate({
+          model,
+          labels: [207],
+          seeds: [0],
+          steps: task.steps,
+          cfgScale: 4,
+          ...(cache ? { cache } : {}),
+        });
+        const previous = best.get(variant.name);
+        if (previous !== undefined && previous.ms <= result.milliseconds) continue;
+        best.set(variant.name, {
+          name: variant.name,
+          spec: variant.policy?.spec ?? "none",
+          ms: result.milliseconds,
+          macsRatio: result.summary?.macs.ratio ?? 1,
+          cachePeakBytes: result.summary?.memory.peakBytes ?? 0,
+          ...(result.summary ? { corrector: result.summary.corrector } : {}),
+          ...(countsBefore && eocSetting
+            ? { counts: countsSince(eocSetting.corrector.counts, countsBefore) }
+            : {}),
+        });
+      }
+    }
+    eocSetting?.corrector.dispose();
+    return {
+      preset: task.preset,
+      threads: task.threads,
+      steps: task.steps,
+      rounds: task.rounds,
+      variants: variants.map((variant) => best.get(variant.name)!),
+      eocCalibrationMs,
+      eocSamples: task.eocSamples,
+      priorsFileBytes,
+      peakRssBytes: peakRss(),
+    };
+  } finally {
+    model.dispose();
+    await backend.close?.();
+  }
+}
+
+/**
+ * EOC priors calibrated on the benchmark's own random model with a few samples (the sampler of
+ * the timed runs), with the judgment off (tau 0) so every reused branch is corrected: the
+ * overhead measured is EOC's worst case, not whatever a random model's priors happen to skip.
+ */
+async function eocFor(model: DiTModel, basePolicy: CachePolicy, steps: number, samples: number) {
+  const priors = await calibrateModel({
+    model,
+    modelHash: "bench-random-weights",
+    basePolicy,
+    samples,
+    steps,
+    sampler: "ddim",
+    cfgScale: 4,
+    guideChannels: "all",
+    granularity: "channel",
+  });
+  return eoc(basePolicy, priors, { tau: 0 });
+}
+
+/** Corrector counts of one run: counts now minus counts before it. */
+function countsSince(
+  now: Readonly<Record<string, number>>,
+  before: Readonly<Record<string, number>>,
+): Record<string, number> {
+  return Object.fromEntries(Object.entries(now).map(([key, value]) => [key, value - (before[key] ?? 0)]));
+}

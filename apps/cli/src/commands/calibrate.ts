@@ -1,0 +1,68 @@
+import { stat } from "node:fs/promises";
+import { parsePolicy } from "@ditcache/cache";
+import { calibrateModel, createBackend } from "@ditcache/pipeline";
+import { type Command, intOption } from "../args.js";
+import { loadModel, modelHash } from "../model-source.js";
+import { fail, formatMs } from "../output.js";
+import { interruptSignal } from "../interrupt.js";
+import { ProgressBar } from "../progress.js";
+import { samplerSetting, samplingOptions } from "./sample.js";
+
+/** `ditcache calibrate`: EOC prior extraction for a model, a sampler setting and a base policy. */
+export const calibrateCommand: Command = {
+  name: "calibrate",
+  summary: "extract EOC priors (uncached + shadow-computed cached runs on calibration seeds) into a priors file",
+  options: {
+    model: samplingOptions.model,
+    backend: samplingOptions.backend,
+    threads: samplingOptions.threads,
+    steps: samplingOptions.steps,
+    sampler: samplingOptions.sampler,
+    cfg: samplingOptions.cfg,
+    "guide-channels": samplingOptions["guide-channels"],
+    cache: { type: "string", default: "fora:interval=2", help: "the base cache policy EOC will correct" },
+    samples: { type: "string", default: "100", help: "calibration samples (label i mod classes, seed first-seed + i)" },
+    "first-seed": { type: "string", default: "0", help: "seed of the first calibration sample (keep apart from evaluation seeds)" },
+    granularity: { type: "string", default: "channel", help: "channel | token-channel" },
+    out: { type: "string", default: "out/priors.safetensors", help: "priors file to write" },
+  },
+  async run(values) {
+    const signal = interruptSignal();
+    const granularity = values.granularity;
+    if (granularity !== "channel" && granularity !== "token-channel") {
+      fail(`--granularity: expected channel or token-channel, got ${JSON.stringify(granularity)}`);
+    }
+    const sampler = samplerSetting(values);
+    const samples = intOption(values, "samples", 1, 100_000);
+    const basePolicy = parsePolicy(String(values.cache));
+    const backend = await createBackend(String(values.backend), values.threads ? { threads: intOption(values, "threads", 1, 256) } : {});
+    const loaded = await loadModel(String(values.model), backend);
+    const { model } = loaded;
+    try {
+      const started = performance.now();
+      const bars = { mean: new ProgressBar("pass 1/2 (uncached: P, D)", samples), fit: new ProgressBar("pass 2/2 (cached + shadow)", samples) };
+      const priors = await calibrateModel({
+        model,
+        modelHash: await modelHash(loaded.weightsPath),
+        basePolicy,
+        ...sampler,
+        samples,
+        firstSeed: intOption(values, "first-seed", 0, 2 ** 31 - 1),
+        granularity,
+        signal,
+        onProgress: (event) => {
+          if (event.status !== "done") bars[event.status].update(event.sample);
+        },
+      });
+      const out = String(values.out);
+      await priors.save(out);
+      const bytes = (await stat(out)).size;
+      console.log(
+        `wrote ${out} (${(bytes / 1e6).toFixed(3)} MB, ${granularity}, base ${basePolicy.spec}, ${samples} samples, ${formatMs(performance.now() - started)})`,
+      );
+    } finally {
+      model.dispose();
+      await backend.close?.();
+    }
+  },
+};

@@ -33,15 +33,59 @@ const command: Command = {
 };
 
 const token = fc.oneof(
-  fc.constantFrom("--steps", "--labels", "--out", "-o", "--verbose", "--check-finite", "--verbose=1", "--steps=", "--", "-", "-3", "--unknown", "-x", "--steps=-1", "3", "0-9", "--__proto__", "--constructor"),
+  fc.constantFrom(
+    "--steps",
+    "--labels",
+    "--out",
+    "-o",
+    "--verbose",
+    "--check-finite",
+    "--verbose=1",
+    "--steps=",
+    "--",
+    "-",
+    "-3",
+    "--unknown",
+    "-x",
+    "--steps=-1",
+    "3",
+    "0-9",
+    "--__proto__",
+    "--constructor",
+  ),
   fc.string({ maxLength: 8 }),
 );
 
 /** Number-like strings: canonical, signed, spaced, exponent, hex, empty, huge, lists and ranges. */
 const numberText = fc.oneof(
   fc.integer({ min: -5, max: 2000 }).map(String),
-  fc.constantFrom("", " ", "1e3", "0x10", "1.5", "+3", " 7 ", "-0", "NaN", "Infinity", "9".repeat(30), "1_000", "3,", ",", "0-9", "9-0", "0-100000", "1,,2", "2 - 4", "0-4294967295"),
-  fc.array(fc.oneof(fc.integer({ min: -2, max: 12 }).map(String), fc.constantFrom("", "0-3", "x")), { maxLength: 4 }).map((parts) => parts.join(",")),
+  fc.constantFrom(
+    "",
+    " ",
+    "1e3",
+    "0x10",
+    "1.5",
+    "+3",
+    " 7 ",
+    "-0",
+    "NaN",
+    "Infinity",
+    "9".repeat(30),
+    "1_000",
+    "3,",
+    ",",
+    "0-9",
+    "9-0",
+    "0-100000",
+    "1,,2",
+    "2 - 4",
+    "0-4294967295",
+  ),
+  fc
+    .array(fc.oneof(fc.integer({ min: -2, max: 12 }).map(String), fc.constantFrom("", "0-3", "x")), {
+      maxLength: 4,
+    })
+    .map((parts) => parts.join(",")),
   fc.string({ maxLength: 6 }),
 );
 

@@ -22,10 +22,14 @@ interface Finished {
  * loop, signal handlers installed), sends `signal`, and resolves when the process ends.
  */
 function interruptAfter(args: string[], ready: RegExp, signal: NodeJS.Signals): Promise<Finished> {
-  const child: ChildProcess = spawn(process.execPath, ["--conditions=source", "--import", "tsx", "apps/cli/src/main.ts", ...args], {
-    cwd: root,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ["--conditions=source", "--import", "tsx", "apps/cli/src/main.ts", ...args],
+    {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let stderr = "";
   let stdout = "";
   let sent = false;
@@ -63,13 +67,31 @@ function messages(stderr: string): string[] {
 
 describe("interrupting the CLI", () => {
   // Long enough that the signal always lands inside the loop: 1000 DDIM steps of 10 images.
-  const sampleArgs = (out: string) => ["sample", "--model", model, "--backend", "cpu", "--steps", "1000", "--labels", "0-9", "--out", out];
+  const sampleArgs = (out: string) => [
+    "sample",
+    "--model",
+    model,
+    "--backend",
+    "cpu",
+    "--steps",
+    "1000",
+    "--labels",
+    "0-9",
+    "--out",
+    out,
+  ];
 
   it("sample + SIGINT: exit 130, one line, no output and no temporary file", async () => {
     const folder = freshFolder();
-    const result = await interruptAfter(sampleArgs(join(folder, "out.safetensors")), /sampling 10 image/, "SIGINT");
+    const result = await interruptAfter(
+      sampleArgs(join(folder, "out.safetensors")),
+      /sampling 10 image/,
+      "SIGINT",
+    );
     expect(result.code).toBe(130);
-    expect(messages(result.stderr)).toEqual(["ditcache: interrupted by SIGINT; no partial output was written"]);
+    expect(messages(result.stderr)).toEqual([
+      "ditcache: interrupted by SIGINT; no partial output was written",
+    ]);
     expect(result.stdout).toBe("");
     expect(readdirSync(folder)).toEqual([]);
   });
@@ -78,16 +100,32 @@ describe("interrupting the CLI", () => {
     const folder = freshFolder();
     const result = await interruptAfter(sampleArgs(join(folder, "out.png")), /sampling 10 image/, "SIGTERM");
     expect(result.code).toBe(143);
-    expect(messages(result.stderr)).toEqual(["ditcache: interrupted by SIGTERM; no partial output was written"]);
+    expect(messages(result.stderr)).toEqual([
+      "ditcache: interrupted by SIGTERM; no partial output was written",
+    ]);
     expect(readdirSync(folder)).toEqual([]);
   });
 
   it("calibrate + SIGINT: exit 130, one line, no priors file", async () => {
     const folder = freshFolder();
-    const args = ["calibrate", "--model", model, "--backend", "cpu", "--steps", "50", "--samples", "1000", "--out", join(folder, "priors.safetensors")];
+    const args = [
+      "calibrate",
+      "--model",
+      model,
+      "--backend",
+      "cpu",
+      "--steps",
+      "50",
+      "--samples",
+      "1000",
+      "--out",
+      join(folder, "priors.safetensors"),
+    ];
     const result = await interruptAfter(args, /pass 1\/2/, "SIGINT");
     expect(result.code).toBe(130);
-    expect(messages(result.stderr)).toEqual(["ditcache: interrupted by SIGINT; no partial output was written"]);
+    expect(messages(result.stderr)).toEqual([
+      "ditcache: interrupted by SIGINT; no partial output was written",
+    ]);
     expect(readdirSync(folder)).toEqual([]);
   });
 });

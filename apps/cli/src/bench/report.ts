@@ -59,8 +59,8 @@ export function markdownReport(report: BenchReport, configs: ReadonlyMap<string,
   if (report.backend.length > 0) {
     lines.push("## Backend speed (one process per row, same threads)", "");
     lines.push(
-      "| model | engine | threads | first forward ms | forward ms (median) | GFLOP/s | DDIM ms | peak RSS GB (x weights) | onnx / PyTorch forward | onnx / PyTorch DDIM |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "| model | engine | threads | first forward ms | forward ms (median) | GFLOP/s | GFLOP per CPU-s | DDIM ms | peak RSS GB (x weights) | onnx / PyTorch forward | onnx / PyTorch DDIM |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const row of report.backend) {
       const torch = row.torch;
@@ -70,17 +70,17 @@ export function markdownReport(report: BenchReport, configs: ReadonlyMap<string,
         const ddimLabel =
           result.ddimMs === null ? "—" : `${fixed(result.ddimMs, 0)} (${result.ddimSteps} steps)`;
         lines.push(
-          `| ${row.preset} | ${result.backend} | ${result.threads} | ${fixed(result.firstForwardMs, 0)} | ${fixed(result.forwardMsMedian, 1)} | ${fixed(result.gflopForward / (result.forwardMsMedian / 1000), 1)} | ${ddimLabel} | ${fixed(result.peakRssBytes / 1e9, 2)} (${fixed(result.peakRssBytes / result.weightBytes, 2)}x) | ${isOnnx && torch ? fixed(result.forwardMsMedian / torch.ms_forward_median, 2) : "—"} | ${isOnnx && torch?.ms_ddim20 && result.ddimSteps === 20 && result.ddimMs !== null ? fixed(result.ddimMs / torch.ms_ddim20, 2) : "—"} |`,
+          `| ${row.preset} | ${result.backend} | ${result.threads} | ${fixed(result.firstForwardMs, 0)} | ${fixed(result.forwardMsMedian, 1)} | ${fixed(result.gflopForward / (result.forwardMsMedian / 1000), 1)} | ${fixed(result.gflopForward / (result.forwardCpuMsMedian / 1000), 1)} | ${ddimLabel} | ${fixed(result.peakRssBytes / 1e9, 2)} (${fixed(result.peakRssBytes / result.weightBytes, 2)}x) | ${isOnnx && torch ? fixed(result.forwardMsMedian / torch.ms_forward_median, 2) : "—"} | ${isOnnx && torch?.ms_ddim20 && result.ddimSteps === 20 && result.ddimMs !== null ? fixed(result.ddimMs / torch.ms_ddim20, 2) : "—"} |`,
         );
       }
       if (torch) {
         const weights = row.onnx?.weightBytes;
         lines.push(
-          `| ${row.preset} | PyTorch ${torch.torch} eager | ${torch.threads} | — | ${fixed(torch.ms_forward_median, 1)} | ${fixed(torch.gflops / (torch.ms_forward_median / 1000), 1)} | ${torch.ms_ddim20 === null ? "—" : `${fixed(torch.ms_ddim20, 0)} (20 steps)`} | ${fixed((torch.peak_rss_mb * 2 ** 20) / 1e9, 2)}${weights ? ` (${fixed((torch.peak_rss_mb * 2 ** 20) / weights, 2)}x)` : ""} | 1 | 1 |`,
+          `| ${row.preset} | PyTorch ${torch.torch} eager | ${torch.threads} | — | ${fixed(torch.ms_forward_median, 1)} | ${fixed(torch.gflops / (torch.ms_forward_median / 1000), 1)} | — | ${torch.ms_ddim20 === null ? "—" : `${fixed(torch.ms_ddim20, 0)} (20 steps)`} | ${fixed((torch.peak_rss_mb * 2 ** 20) / 1e9, 2)}${weights ? ` (${fixed((torch.peak_rss_mb * 2 ** 20) / weights, 2)}x)` : ""} | 1 | 1 |`,
         );
       }
       for (const error of row.errors)
-        lines.push(`| ${row.preset} | ${error.replaceAll("|", "/")} | | | | | | | | |`);
+        lines.push(`| ${row.preset} | ${error.replaceAll("|", "/")} | | | | | | | | | |`);
     }
     lines.push("");
   }
@@ -91,14 +91,15 @@ export function markdownReport(report: BenchReport, configs: ReadonlyMap<string,
       "",
     );
     lines.push(
-      "| variant | ms | measured speed-up | ideal speed-up (1 / MACs ratio) | measured / ideal | extra cache memory MB |",
-      "|---|---|---|---|---|---|",
+      "| variant | ms | measured speed-up | ideal speed-up (1 / MACs ratio) | measured / ideal | CPU s | CPU speed-up / ideal | extra cache memory MB |",
+      "|---|---|---|---|---|---|---|---|",
     );
     for (const variant of result.variants) {
       const speedup = uncached ? uncached.ms / variant.ms : Number.NaN;
       const ideal = 1 / variant.macsRatio;
+      const cpuSpeedup = uncached ? uncached.cpuMs / variant.cpuMs : Number.NaN;
       lines.push(
-        `| ${variant.name} (\`${variant.spec}\`) | ${fixed(variant.ms, 0)} | ${fixed(speedup, 2)} | ${fixed(ideal, 2)} | ${fixed(speedup / ideal, 2)} | ${fixed(variant.cachePeakBytes / 1e6, 1)} |`,
+        `| ${variant.name} (\`${variant.spec}\`) | ${fixed(variant.ms, 0)} | ${fixed(speedup, 2)} | ${fixed(ideal, 2)} | ${fixed(speedup / ideal, 2)} | ${fixed(variant.cpuMs / 1000, 2)} | ${fixed(cpuSpeedup / ideal, 2)} | ${fixed(variant.cachePeakBytes / 1e6, 1)} |`,
       );
     }
     lines.push("");
@@ -108,7 +109,7 @@ export function markdownReport(report: BenchReport, configs: ReadonlyMap<string,
       const config = configs.get(result.preset);
       lines.push(`### EOC on FORA 50% (${result.preset})`, "");
       lines.push(
-        `FORA 50% ${fixed(plain.ms, 0)} ms, FORA 50% + EOC ${fixed(withEoc.ms, 0)} ms: EOC adds **${fixed((100 * (withEoc.ms - plain.ms)) / plain.ms, 2)}%** wall-clock over plain reuse (target <= 2%).`,
+        `FORA 50% ${fixed(plain.ms, 0)} ms, FORA 50% + EOC ${fixed(withEoc.ms, 0)} ms: EOC adds **${fixed((100 * (withEoc.ms - plain.ms)) / plain.ms, 2)}%** wall-clock over plain reuse (target <= 2%); CPU time ${fixed(plain.cpuMs / 1000, 2)} s vs ${fixed(withEoc.cpuMs / 1000, 2)} s (${fixed((100 * (withEoc.cpuMs - plain.cpuMs)) / plain.cpuMs, 2)}%).`,
         `Corrector counts: \`${JSON.stringify(withEoc.counts ?? {})}\` (tau 0: every reused branch corrected — the worst case). Priors calibrated on the same random model with ${result.eocSamples} samples in ${fixed((result.eocCalibrationMs ?? 0) / 1000, 1)} s; the saved channel priors file is ${fixed((result.priorsFileBytes ?? 0) / 1e6, 2)} MB.`,
         "",
       );

@@ -1,0 +1,123 @@
+import { DitcacheError } from "@ditcache/core";
+import { ditPreset } from "@ditcache/dit";
+import { TINY_DIT_CONFIG } from "@ditcache/dit/testing";
+import { describe, expect, it } from "vitest";
+import { parseCommandArgs } from "../args.js";
+import { benchCommand } from "../commands/bench.js";
+import { type BenchReport, markdownReport, priorsSizes } from "./report.js";
+import type { CacheResult, ForwardResult } from "./tasks.js";
+import { lazyRandomWeights, weightBytes } from "./weights.js";
+
+describe("bench helpers", () => {
+  it("sizes EOC priors as packages/eoc/scripts/priors-size.mjs does (DiT-XL/2, 20 steps, FORA 50%)", () => {
+    const sizes = priorsSizes(ditPreset("DiT-XL/2"), 20);
+    // The script prints 1.30 / 3.88 MB (channel) and 330.31 / 990.91 MB (token-channel).
+    expect(sizes.map((size) => size.granularity)).toEqual(["channel", "token-channel"]);
+    expect((sizes[0]!.bytes / 1e6).toFixed(2)).toBe("1.30");
+    expect((sizes[0]!.withMeanBytes / 1e6).toFixed(2)).toBe("3.88");
+    expect((sizes[1]!.bytes / 1e6).toFixed(2)).toBe("330.31");
+    expect((sizes[1]!.withMeanBytes / 1e6).toFixed(2)).toBe("990.91");
+  });
+
+  it("makes random weights on access, deterministic per key, covering the model's parameters", () => {
+    const weights = lazyRandomWeights(TINY_DIT_CONFIG);
+    const first = weights.get("blocks.0.mlp.fc1.weight")!;
+    expect(first.data).not.toBe(first.data);
+    expect(Array.from(first.data)).toEqual(Array.from(first.data));
+    expect(first.data.some((value) => value !== 0)).toBe(true);
+    let total = 0;
+    for (const { shape } of weights.values()) total += shape.reduce((a, b) => a * b, 1) * 4;
+    expect(total).toBe(weightBytes(TINY_DIT_CONFIG));
+    expect(weights.has("pos_embed")).toBe(false);
+  });
+
+  it("computes speed-ups, ideal speed-ups and EOC's overhead into the tables", () => {
+    const forward: ForwardResult = {
+      preset: "DiT-S/2",
+      backend: "onnx",
+      threads: 2,
+      weightBytes: 1e8,
+      gflopForward: 12,
+      firstForwardMs: 900,
+      forwardMsMedian: 200,
+      forwardMsMin: 190,
+      forwardCpuMsMedian: 400,
+      ddimSteps: 20,
+      ddimMs: 4000,
+      ddimCpuMs: 8000,
+      peakRssBytes: 3e8,
+    };
+    const variant = (name: string, ms: number, macsRatio: number) => ({
+      name,
+      spec: name === "uncached" ? "none" : "fora:interval=2",
+      ms,
+      cpuMs: 2 * ms,
+      macsRatio,
+      cachePeakBytes: name === "uncached" ? 0 : 2e7,
+    });
+    const cache: CacheResult = {
+      preset: "DiT-S/2",
+      threads: 2,
+      steps: 20,
+      rounds: 1,
+      variants: [
+        variant("uncached", 4000, 1),
+        variant("FORA 50%", 2200, 0.5),
+        variant("FORA 50% + EOC", 2244, 0.5),
+      ],
+      eocCalibrationMs: 5000,
+      eocSamples: 2,
+      priorsFileBytes: 1e5,
+      peakRssBytes: 4e8,
+    };
+    const report: BenchReport = {
+      date: "2026-11-30",
+      host: { cpus: 2, model: "test", loadAverage: [1, 1, 1] },
+      options: {},
+      backend: [
+        {
+          preset: "DiT-S/2",
+          onnx: forward,
+          torch: {
+            preset: "DiT-S/2",
+            threads: 2,
+            torch: "2.13",
+            ms_forward_median: 400,
+            ms_forward_min: 390,
+            ms_ddim20: 8000,
+            gflops: 12,
+            peak_rss_mb: 500,
+          },
+          errors: [],
+        },
+      ],
+      cache: [cache],
+      notes: ["a note"],
+    };
+    const markdown = markdownReport(report, new Map([["DiT-S/2", ditPreset("DiT-S/2")]]));
+    // onnx row: 12 GFLOP in 0.2 s = 60 GFLOP/s (30 per CPU-second), 3x the weights, half PyTorch's time.
+    expect(markdown).toContain(
+      "| DiT-S/2 | onnx | 2 | 900 | 200.0 | 60.0 | 30.0 | 4000 (20 steps) | 0.30 (3.00x) | 0.50 | 0.50 |",
+    );
+    // FORA 50%: 4000 / 2200 = 1.82x measured, 2x ideal, 0.91 of ideal, 4.4 CPU-s, 20 MB.
+    expect(markdown).toContain("| 2200 | 1.82 | 2.00 | 0.91 | 4.40 | 0.91 | 20.0 |");
+    expect(markdown).toContain("EOC adds **2.00%** wall-clock");
+    expect(markdown).toContain("- a note");
+  });
+
+  it("rejects unknown presets and rows with one-line errors naming the option", async () => {
+    const run = (argv: string[]) => {
+      const { values, positionals } = parseCommandArgs(benchCommand, argv);
+      return benchCommand.run(values, positionals);
+    };
+    await expect(run(["--preset", "DiT-Q/3", "--out", "/tmp/never"])).rejects.toThrow(
+      /--preset: unknown preset "DiT-Q\/3"/,
+    );
+    await expect(run(["--rows", "backend,speed", "--out", "/tmp/never"])).rejects.toThrow(
+      /--rows: unknown row "speed"/,
+    );
+    await expect(run(["--steps", "0", "--out", "/tmp/never"])).rejects.toSatisfy(
+      (error: unknown) => DitcacheError.isInstance(error) && /--steps/.test((error as Error).message),
+    );
+  });
+});

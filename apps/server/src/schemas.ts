@@ -16,6 +16,10 @@ export const LIMITS = Object.freeze({
   maxSpecLength: 200,
   /** Bytes of a request body. */
   maxBodyBytes: 16 * 1024,
+  /** Milliseconds to receive a whole request (headers and body). */
+  requestTimeoutMs: 10_000,
+  /** Milliseconds a connection may stay silent. */
+  connectionTimeoutMs: 60_000,
 });
 
 /** Diffusion steps of the models the server runs (the DiT training schedule). */

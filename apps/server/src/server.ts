@@ -44,6 +44,16 @@ export interface ServerOptions {
   serverParams?: ServerParams;
   /** Log requests to stdout. @defaultValue false */
   logger?: boolean;
+  /**
+   * Milliseconds a client has to send a whole request (headers and body); slower ones get 408
+   * and are disconnected, so trickling clients cannot hold sockets. @defaultValue 10000
+   */
+  requestTimeout?: number;
+  /**
+   * Milliseconds a connection may stay silent before it is closed (event streams send a ping
+   * every 15 s, so they stay open). @defaultValue 60000
+   */
+  connectionTimeout?: number;
 }
 
 /** The embedded demo model comes with EOC priors: the server, never a client, points EOC at them. */
@@ -151,6 +161,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       `port: expected an integer in [0, 65535], got ${String(port)}`,
     );
   }
+  const requestTimeout = options.requestTimeout ?? LIMITS.requestTimeoutMs;
+  const connectionTimeout = options.connectionTimeout ?? LIMITS.connectionTimeoutMs;
+  for (const [name, value] of Object.entries({ requestTimeout, connectionTimeout })) {
+    if (!Number.isInteger(value) || value < 1 || value > 3_600_000) {
+      throw new DitcacheError(
+        "INVALID_ARGUMENT",
+        `${name}: expected milliseconds in [1, 3600000], got ${String(value)}`,
+      );
+    }
+  }
   const workerCount = options.queue?.workers ?? 1;
   if (!Number.isInteger(workerCount) || workerCount < 1 || workerCount > 16) {
     throw new DitcacheError(
@@ -193,6 +213,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: LIMITS.maxBodyBytes,
+    requestTimeout,
+    connectionTimeout,
+    // Node checks request deadlines on this interval (30 s by default): keep it well below them.
+    http: {
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(requestTimeout / 4))),
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
 

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import type { Tensor, Unit } from "@ditcache/core";
 import { DitcacheError } from "@ditcache/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createOnnxBackend, type OnnxBackend } from "./index.js";
+import { createOnnxBackend, type OnnxBackend, type OnnxTensor } from "./index.js";
 
 let backend: OnnxBackend;
 beforeAll(async () => {
@@ -139,6 +139,57 @@ describe("onnx backend", () => {
       "INVALID_ARGUMENT",
       /options.lowering.gelu/,
     );
+    await expectError(
+      createOnnxBackend({ hostParams: "drop" as never }),
+      "INVALID_ARGUMENT",
+      /options.hostParams/,
+    );
+  });
+
+  const scale = (local: OnnxBackend, factor: number): Unit => ({
+    name: "scale",
+    params: { w: local.tensor(Float32Array.of(factor), [1]) },
+    build: (ops, [x], p) => [ops.mul(x!, p.w!)],
+  });
+
+  it("hostParams 'release' drops a param's host copy once its session exists; its shapes keep running", async () => {
+    const local = await createOnnxBackend({ intraOpNumThreads: 1, hostParams: "release" });
+    const unit = scale(local, 3);
+    const executable = local.compile(unit);
+    const x = local.tensor(Float32Array.of(1, 2), [2]);
+    const [y] = await executable.run([x]);
+    expect(Array.from(await local.read(y!))).toEqual([3, 6]);
+    const param = unit.params!.w as OnnxTensor;
+    expect(param.hostDataReleased).toBe(true);
+    const [again] = await executable.run([x]);
+    expect(Array.from(await local.read(again!))).toEqual([3, 6]);
+    await expectError(
+      executable.run([local.tensor(Float32Array.of(1, 2, 3), [3])]),
+      "UNSUPPORTED",
+      /host copy was released/,
+    );
+    await expectError(local.read(param), "UNSUPPORTED", /host copy was released/);
+    local.dispose(param);
+    await local.close();
+  });
+
+  it("releaseHostParams() drops the host copies of compiled params only, and says how many bytes", async () => {
+    const local = await createOnnxBackend({ intraOpNumThreads: 1 });
+    const compiled = scale(local, 2);
+    const pending = scale(local, 5);
+    const x = local.tensor(Float32Array.of(1, 2), [2]);
+    const executable = local.compile(compiled);
+    await executable.run([x]);
+    expect(local.releaseHostParams()).toBe(4);
+    expect((compiled.params!.w as OnnxTensor).hostDataReleased).toBe(true);
+    expect((pending.params!.w as OnnxTensor).hostDataReleased).toBe(false);
+    const [y] = await executable.run([x]);
+    expect(Array.from(await local.read(y!))).toEqual([2, 4]);
+    const [z] = await local.compile(pending).run([x]);
+    expect(Array.from(await local.read(z!))).toEqual([5, 10]);
+    expect(local.releaseHostParams()).toBe(4);
+    expect(local.releaseHostParams()).toBe(0);
+    await local.close();
   });
 
   it("fails cleanly with BACKEND_UNAVAILABLE when the CUDA provider files are absent", async () => {

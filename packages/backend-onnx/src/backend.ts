@@ -21,6 +21,8 @@ export class OnnxBackend implements Backend, SessionSource {
   readonly name = ONNX_BACKEND_NAME;
   private readonly sessions = new Map<string, CacheEntry>();
   private readonly tensorIds = new WeakMap<object, number>();
+  /** Params compiled into a session so far, whose host copies {@link OnnxBackend.releaseHostParams} may drop. */
+  private readonly compiledParams = new Set<OnnxTensor>();
   private nextTensorId = 0;
   private closed = false;
 
@@ -53,7 +55,9 @@ export class OnnxBackend implements Backend, SessionSource {
   }
 
   dispose(tensor: Tensor): void {
-    asOnnxTensor(tensor, "tensor").release();
+    const onnx = asOnnxTensor(tensor, "tensor");
+    this.compiledParams.delete(onnx);
+    onnx.release();
   }
 
   compile(unit: Unit): Executable {
@@ -66,8 +70,28 @@ export class OnnxBackend implements Backend, SessionSource {
     return new OnnxExecutable(this, unit);
   }
 
+  /**
+   * Drops the host (JS) copy of every param already compiled into a session: ONNX Runtime holds
+   * its own (pre-packed) copy, so after the first run at the shapes an app uses, the host copy
+   * only doubles the weights' memory. Sessions that exist keep running; compiling a unit with a
+   * released param for new input shapes (another batch size), or reading it, then throws
+   * UNSUPPORTED — call this only once every shape the app runs has been run once.
+   *
+   * @returns the bytes of host data released.
+   * @example
+   * await model.forward(x, timesteps, labels); // compiles every unit at this batch size
+   * backend.releaseHostParams();              // ~1x the weights' size less resident memory
+   */
+  releaseHostParams(): number {
+    let bytes = 0;
+    for (const param of this.compiledParams) bytes += param.releaseHostData();
+    this.compiledParams.clear();
+    return bytes;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.compiledParams.clear();
     const entries = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.all(entries.map((entry) => releaseEntry(entry)));
@@ -122,6 +146,10 @@ export class OnnxBackend implements Backend, SessionSource {
       this.options.lowering,
     );
     const session = await this.createInferenceSession(encodeModel(model));
+    for (const param of Object.values(params)) {
+      if (this.options.hostParams === "release") param.releaseHostData();
+      else this.compiledParams.add(param);
+    }
     return {
       session,
       inputNames: model.inputs.map((input) => input.name),

@@ -19,7 +19,13 @@ export interface OnnxBackendOptions {
   interOpNumThreads?: number;
   /** ONNX Runtime graph optimisation level. @defaultValue 'all' */
   graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
-  /** Whether ORT keeps freed CPU memory in an arena for reuse. @defaultValue true */
+  /**
+   * Whether ORT keeps CPU memory in an arena for reuse. Off by default: every unit is its own
+   * session with its own arena, so the arenas keep each unit's activations for good, and the
+   * arena's power-of-two growth rounds up the pre-packed weights; off, a DiT-B/2 process held
+   * 2.75x instead of 3.85x its weights' size, at the same forward time within noise
+   * (bench/memory.ts, bench/variants.ts). @defaultValue false
+   */
   enableCpuMemArena?: boolean;
   /** Whether ORT plans buffer reuse from the static shapes. @defaultValue true */
   enableMemPattern?: boolean;
@@ -43,6 +49,16 @@ export interface OnnxBackendOptions {
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /** How some ops become ONNX nodes; the defaults are the fastest measured. @defaultValue {@link DEFAULT_LOWERING} */
   lowering?: OnnxLowering;
+  /**
+   * What happens to the host (JS) copy of a unit's params once a session holds them. 'keep':
+   * nothing, any input shape can be compiled later. 'release': it is dropped right after the
+   * unit's first session is built, so the freed memory is reused for the next units' ORT copies
+   * and a model's weights sit in memory once (ORT's pre-packed copy) instead of twice; compiling
+   * such a unit for new input shapes (another batch size) then throws UNSUPPORTED. For apps
+   * that run one batch size, e.g. a CFG pair per image. See also `OnnxBackend.releaseHostParams`.
+   * @defaultValue 'keep'
+   */
+  hostParams?: "keep" | "release";
 }
 
 /** Options with every default filled in. */
@@ -50,6 +66,7 @@ export interface ResolvedOnnxOptions {
   readonly executionProvider: OnnxExecutionProvider;
   readonly session: InferenceSession.SessionOptions;
   readonly lowering: Required<OnnxLowering>;
+  readonly hostParams: "keep" | "release";
 }
 
 const LEVELS = ["disabled", "basic", "extended", "all"] as const;
@@ -88,11 +105,15 @@ export function resolveOptions(options: OnnxBackendOptions = {}): ResolvedOnnxOp
   if (lowering.gelu !== "onnx" && lowering.gelu !== "contrib") {
     invalidArgument("options.lowering.gelu", lowering.gelu, '"onnx" or "contrib"');
   }
+  const hostParams = options.hostParams ?? "keep";
+  if (hostParams !== "keep" && hostParams !== "release") {
+    invalidArgument("options.hostParams", hostParams, '"keep" or "release"');
+  }
   const session: InferenceSession.SessionOptions = {
     executionProviders: [executionProvider],
     graphOptimizationLevel,
     executionMode,
-    enableCpuMemArena: options.enableCpuMemArena ?? true,
+    enableCpuMemArena: options.enableCpuMemArena ?? false,
     enableMemPattern: options.enableMemPattern ?? true,
     interOpNumThreads: options.interOpNumThreads ?? 1,
     logSeverityLevel: options.logSeverityLevel ?? 3,
@@ -103,5 +124,5 @@ export function resolveOptions(options: OnnxBackendOptions = {}): ResolvedOnnxOp
     },
   };
   if (options.intraOpNumThreads !== undefined) session.intraOpNumThreads = options.intraOpNumThreads;
-  return { executionProvider, session, lowering };
+  return { executionProvider, session, lowering, hostParams };
 }

@@ -15,6 +15,7 @@ export class OnnxTensor implements Tensor {
   /** Dimensions, outermost first (still readable after dispose). */
   readonly shape: readonly number[];
   private value: ort.Tensor | undefined;
+  private hostReleased = false;
 
   /** @internal Use `backend.tensor` or a unit's outputs. */
   constructor(value: ort.Tensor) {
@@ -25,9 +26,31 @@ export class OnnxTensor implements Tensor {
   /** The wrapped ORT tensor; throws once the tensor is disposed. */
   get ort(): ort.Tensor {
     if (this.value === undefined) {
+      if (this.hostReleased) {
+        throw new DitcacheError(
+          "UNSUPPORTED",
+          "onnx tensor: a param whose host copy was released (releaseHostParams) cannot be read or compiled into a new session; keep host params to run new input shapes",
+        );
+      }
       throw new DitcacheError("INVALID_ARGUMENT", "onnx tensor: used after dispose (expected a live tensor)");
     }
     return this.value;
+  }
+
+  /** Whether the host copy of this param was released after its sessions were built. */
+  get hostDataReleased(): boolean {
+    return this.hostReleased;
+  }
+
+  /** @internal Drops the host data of a param that live sessions already hold; returns the bytes dropped. */
+  releaseHostData(): number {
+    const value = this.value;
+    if (value === undefined) return 0;
+    const bytes = value.location === "cpu" ? (value.data as Float32Array).byteLength : 0;
+    this.value = undefined;
+    this.hostReleased = true;
+    value.dispose();
+    return bytes;
   }
 
   /** Whether {@link OnnxTensor.release} has run. */

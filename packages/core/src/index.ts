@@ -1,8 +1,9 @@
 export type { Backend, Executable, Unit } from "./backend.js";
+export { contentDigest, fileDigest } from "./digest.js";
 export { disposeAll } from "./dispose.js";
 export type { DitcacheErrorCode } from "./errors.js";
 export { DitcacheError, invalidArgument } from "./errors.js";
-export { contentDigest, fileDigest } from "./digest.js";
+export { checkFiniteHook, firstNonFinite } from "./finite.js";
 export { writeFileAtomic } from "./fs.js";
 export {
   bfloat16BitsToFloat32,

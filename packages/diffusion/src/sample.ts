@@ -240,6 +240,13 @@ type Update = (
   noise: Float32Array | undefined,
 ) => StepOutput;
 
+/** Resolves after pending events (I/O, timers, signal handlers) have had a turn. */
+function yieldToEvents(): Promise<void> {
+  return new Promise((resolve) =>
+    typeof setImmediate === "function" ? setImmediate(resolve) : setTimeout(resolve, 0),
+  );
+}
+
 async function* run(
   model: ModelFn,
   options: SampleOptions,
@@ -255,6 +262,9 @@ async function* run(
   const rows: readonly BatchHalf[] = p.labels.map((_, i) => (i < p.n ? "cond" : "uncond"));
   const count = p.schedule.numTimesteps;
   for (let index = 0; index < count; index++) {
+    // A backend whose ops resolve at once (cpu) would chain every step as microtasks and never
+    // let the event loop deliver what aborts the signal (SIGINT, a cancel message, a timer).
+    if (signal !== undefined) await yieldToEvents();
     if (signal?.aborted) {
       throw new DitcacheError("ABORTED", `sampling aborted before step ${index} of ${count}`, {
         cause: signal.reason,

@@ -22,4 +22,4 @@ export { TIMESTEP_FREQUENCY_SIZE } from "./layouts/official.js";
 export type { DiTPresetName, ForwardOptions, LoadOptions } from "./model.js";
 export { DIT_PRESETS, DiTModel, ditPreset, sincosPositionEmbedding, timestepEmbedding } from "./model.js";
 export type { HostArray, WeightLayout, WeightLayoutName } from "./weights.js";
-export { checkWeights, parameterCount, WEIGHT_LAYOUTS } from "./weights.js";
+export { checkWeights, checkWeightsFinite, parameterCount, WEIGHT_LAYOUTS } from "./weights.js";

@@ -26,6 +26,7 @@ import { TIMESTEP_FREQUENCY_SIZE } from "./layouts/official.js";
 import { readDiTFile } from "./load.js";
 import {
   checkWeights,
+  checkWeightsFinite,
   type HostArray,
   WEIGHT_LAYOUTS,
   type WeightLayout,
@@ -262,6 +263,11 @@ export interface LoadOptions {
   config?: DiTConfig;
   /** Key layout of the checkpoint. @defaultValue "official" */
   layout?: WeightLayoutName;
+  /**
+   * Refuse weights holding NaN or infinity (NUMERIC_FAULT naming the key); one pass over the
+   * weights, cheap next to reading them. @defaultValue true
+   */
+  checkFinite?: boolean;
 }
 
 interface BlockExecutables {
@@ -376,17 +382,19 @@ export class DiTModel {
    * `pos_embed` is computed (the fixed sin-cos embedding).
    *
    * @throws DitcacheError INVALID_ARGUMENT for a bad config; MISSING_WEIGHT / UNEXPECTED_WEIGHT /
-   *   SHAPE_MISMATCH naming the key.
+   *   SHAPE_MISMATCH naming the key; NUMERIC_FAULT for a NaN or infinite weight (unless
+   *   `options.checkFinite` is false).
    */
   static fromWeights(
     tensors: ReadonlyMap<string, HostArray>,
     config: DiTConfig,
     backend: Backend,
-    options: { layout?: WeightLayout; source?: string } = {},
+    options: { layout?: WeightLayout; source?: string; checkFinite?: boolean } = {},
   ): DiTModel {
     const checked = validateConfig(config);
     const layout = options.layout ?? WEIGHT_LAYOUTS.official;
     checkWeights(tensors, checked, layout, options.source);
+    if (options.checkFinite ?? true) checkWeightsFinite(tensors, options.source);
     return new DiTModel(layout.toOfficial(tensors, checked), checked, backend);
   }
 
@@ -412,7 +420,11 @@ export class DiTModel {
       );
     }
     const { tensors, config } = await readDiTFile(path, options.config);
-    return DiTModel.fromWeights(tensors, config, options.backend, { layout, source: path });
+    return DiTModel.fromWeights(tensors, config, options.backend, {
+      layout,
+      source: path,
+      ...(options.checkFinite === undefined ? {} : { checkFinite: options.checkFinite }),
+    });
   }
 
   /** Every cacheable site of this model, in call order: per block its attn and mlp branches. */

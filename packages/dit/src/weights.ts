@@ -1,4 +1,4 @@
-import { DitcacheError, formatShape } from "@ditcache/core";
+import { DitcacheError, firstNonFinite, formatShape } from "@ditcache/core";
 import type { DiTConfig } from "./config.js";
 import { DIFFUSERS_LAYOUT } from "./layouts/diffusers.js";
 import { OFFICIAL_LAYOUT } from "./layouts/official.js";
@@ -90,4 +90,22 @@ export function parameterCount(config: DiTConfig): number {
     count += shape.reduce((product, dim) => product * dim, 1);
   }
   return count;
+}
+
+/**
+ * Checks that every weight is finite: one NaN or infinity in a checkpoint (a diverged training
+ * run, a bad conversion) would otherwise surface as a black image many steps later.
+ *
+ * @throws DitcacheError NUMERIC_FAULT naming the key and the index of the first bad value.
+ */
+export function checkWeightsFinite(tensors: ReadonlyMap<string, HostArray>, source = "weights"): void {
+  for (const [key, tensor] of tensors) {
+    const index = firstNonFinite(tensor.data);
+    if (index >= 0) {
+      throw new DitcacheError(
+        "NUMERIC_FAULT",
+        `${source}: weight "${key}" holds a non-finite value (${tensor.data[index]}) at index ${index}; pass checkFinite: false to load it anyway`,
+      );
+    }
+  }
 }

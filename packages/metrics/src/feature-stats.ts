@@ -373,7 +373,12 @@ export class FeatureStats {
         );
       }
       const out = new Float64Array(size);
-      for (let i = 0; i < size; i++) out[i] = hi.data[i]! + lo.data[i]!;
+      for (let i = 0; i < size; i++) {
+        out[i] = hi.data[i]! + lo.data[i]!;
+        // A NaN or infinity would make every FID computed from these stats NaN, far from here.
+        if (!Number.isFinite(out[i]!))
+          bad(`tensor "${key}" has a non-finite value (${out[i]}) at index ${i}`);
+      }
       return out;
     };
     return FeatureStats.fromMoments(

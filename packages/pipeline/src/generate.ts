@@ -1,6 +1,7 @@
 import { type CachePolicy, type CacheSummary, type Corrector, createCacheEngine } from "@ditcache/cache";
 import {
   type Backend,
+  checkFiniteHook,
   DitcacheError,
   gaussianNoise,
   invalidArgument,
@@ -43,6 +44,12 @@ export interface GenerateOptions {
   cache?: CacheSetting;
   /** A site hook to use instead of a cache engine (calibration, fault checks). */
   hook?: SiteHook;
+  /**
+   * Read every site's output back and stop at the first NaN or infinity with a NUMERIC_FAULT
+   * naming the site, step and timestep ({@link checkFiniteHook} around the cache engine or
+   * `hook`). Costs one device-to-host copy per site call; nothing when off. @defaultValue false
+   */
+  checkFinite?: boolean;
   /** Called after every step. */
   onStep?: (event: SamplerStep) => void;
   /** Cancels between steps. */
@@ -88,7 +95,8 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
     invalidArgument("seeds", seeds, `${labels.length} non-negative integer seeds, one per label`);
   }
   const steps = options.steps ?? 20;
-  if (!Number.isInteger(steps) || steps < 1 || steps > 1000) invalidArgument("steps", steps, "an integer in [1, 1000]");
+  if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
+    invalidArgument("steps", steps, "an integer in [1, 1000]");
   if (options.cache !== undefined && options.hook !== undefined) {
     throw new DitcacheError("INVALID_ARGUMENT", "options: give either cache or hook, not both");
   }
@@ -101,9 +109,14 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
 
   const backend: Backend = model.backend;
   const engine = options.cache
-    ? createCacheEngine({ policy: options.cache.policy, backend, ...(options.cache.corrector ? { corrector: options.cache.corrector } : {}) })
+    ? createCacheEngine({
+        policy: options.cache.policy,
+        backend,
+        ...(options.cache.corrector ? { corrector: options.cache.corrector } : {}),
+      })
     : undefined;
-  const hook = engine ?? options.hook;
+  const active = engine ?? options.hook;
+  const hook = options.checkFinite === true ? checkFiniteHook(active) : active;
   const denoiser: ModelFn = (x, timesteps, rowLabels, step) =>
     model.forward(x, timesteps, rowLabels, { step, ...(hook ? { hook } : {}) });
   const sampleOptions = {

@@ -312,7 +312,18 @@ export function convertL2CRouter(json: unknown, options: ConvertL2CRouterOptions
   if (order !== "timestep" && order !== "step")
     invalidArgument("options.order", order, '"timestep" or "step"');
   const sigmoid = options.sigmoid ?? true;
-  const value = typeof json === "string" ? JSON.parse(json) : json;
+  let value: unknown = json;
+  if (typeof json === "string") {
+    try {
+      value = JSON.parse(json);
+    } catch (error) {
+      throw new DitcacheError(
+        "BAD_FILE",
+        `router: expected JSON, got a parse error: ${(error as Error).message.split("\n")[0]}`,
+        { cause: error },
+      );
+    }
+  }
   let routers: unknown[];
   if (Array.isArray(value)) routers = value;
   else if (
@@ -323,12 +334,17 @@ export function convertL2CRouter(json: unknown, options: ConvertL2CRouterOptions
     routers = (value as { routers: unknown[] }).routers;
   } else if (value !== null && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)
-      .map(([key, item]) => ({ match: /^(?:.*\.)?routers\.(\d+)\.prob$/.exec(key), item }))
+      .map(([key, item]) => ({ match: /^(?:.*\.)?routers\.(0|[1-9]\d{0,5})\.prob$/.exec(key), item }))
       .filter((entry) => entry.match !== null);
+    // Only indices 0..n-1 make a list: a sparse or huge index would leave holes (or loop for long).
     routers = [];
-    for (const entry of entries) routers[Number(entry.match![1])] = entry.item;
+    for (const entry of entries) {
+      const index = Number(entry.match![1]);
+      if (index < entries.length) routers[index] = entry.item;
+    }
+    if (routers.length !== entries.length) routers = [undefined];
   } else routers = [];
-  if (routers.length === 0 || routers.some((router) => !Array.isArray(router))) {
+  if (routers.length === 0 || ![...routers].every((router) => Array.isArray(router))) {
     invalidArgument(
       "router",
       json,

@@ -55,7 +55,7 @@ export function validateSchedule(value: unknown): ScheduleTable {
   const ids = table.sites.map(parseSiteKey);
   if (new Set(table.sites).size !== table.sites.length)
     invalidArgument("schedule.sites", table.sites, "distinct site keys");
-  const maxBlock = Math.max(-1, ...ids.map((id) => id.end));
+  const maxBlock = ids.reduce((largest, id) => Math.max(largest, id.end), -1);
   if (table.depth !== undefined && (!Number.isInteger(table.depth) || table.depth <= maxBlock)) {
     invalidArgument(
       "schedule.depth",
@@ -102,7 +102,9 @@ export function scheduleToJson(table: ScheduleTable): string {
 
 /** Model depth a schedule implies. */
 export function scheduleDepth(table: ScheduleTable): number {
-  return table.depth ?? 1 + Math.max(-1, ...table.sites.map((key) => parseSiteKey(key).end));
+  return (
+    table.depth ?? 1 + table.sites.reduce((largest, key) => Math.max(largest, parseSiteKey(key).end), -1)
+  );
 }
 
 /**

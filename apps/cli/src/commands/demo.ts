@@ -2,10 +2,19 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { encodePng, writeFileAtomic } from "@ditcache/core";
 import { meanSquaredError, psnr } from "@ditcache/metrics";
-import { DEMO_SAMPLER, loadDemoClassifier, loadDemoModel } from "@ditcache/models";
-import { createBackend, type GenerateOptions, generate, imageGrid, sideBySide } from "@ditcache/pipeline";
+import { DEMO_SAMPLER, demoModelPath, demoPriorsPath, loadDemoClassifier, loadDemoModel } from "@ditcache/models";
+import type { DiTModel } from "@ditcache/dit";
+import {
+  type CacheSetting,
+  createBackend,
+  eocSetting,
+  type GenerateOptions,
+  generate,
+  imageGrid,
+  sideBySide,
+} from "@ditcache/pipeline";
 import { type Command, intOption } from "../args.js";
-import { cacheSetting } from "../model-source.js";
+import { cacheSetting, modelHash } from "../model-source.js";
 import { formatMs } from "../output.js";
 import { ProgressBar } from "../progress.js";
 
@@ -18,7 +27,11 @@ export const demoCommand: Command = {
     threads: { type: "string", help: "intra-op threads (onnx)" },
     rows: { type: "string", default: "2", help: "seeds per digit (grid rows)" },
     cache: { type: "string", default: "fora:interval=2", help: "cache policy spec" },
-    corrector: { type: "string", default: "reuse", help: "corrector spec" },
+    corrector: {
+      type: "string",
+      default: "eoc",
+      help: '"eoc" (EOC with the shipped priors for the default cache) or a corrector spec such as "reuse", "goc:k=0.5"',
+    },
     out: { type: "string", default: "out", help: "output folder" },
   },
   async run(values) {
@@ -28,7 +41,7 @@ export const demoCommand: Command = {
       const rows = intOption(values, "rows", 1, 20);
       const labels = Array.from({ length: rows * 10 }, (_, i) => i % 10);
       const seeds = labels.map((_, i) => 1000 + i); // seeds the priors were not calibrated on
-      const cache = cacheSetting(values);
+      const cache = await demoCache(values, model);
       const base: GenerateOptions = { model, labels, seeds, ...DEMO_SAMPLER };
 
       // Warm-up (compiles every unit for this batch shape) so neither timed run pays for it.
@@ -85,3 +98,17 @@ export const demoCommand: Command = {
     }
   },
 };
+
+/** --cache with --corrector; "eoc" pairs the base policy with the shipped priors (checked against the model). */
+async function demoCache(values: Record<string, unknown>, model: DiTModel): Promise<CacheSetting | undefined> {
+  if (values.corrector !== "eoc") return cacheSetting(values);
+  const base = cacheSetting({ cache: values.cache });
+  if (base === undefined) return undefined;
+  return eocSetting({
+    priorsPath: demoPriorsPath(),
+    model,
+    modelHash: await modelHash(demoModelPath()),
+    basePolicy: base.policy,
+    sampler: DEMO_SAMPLER,
+  });
+}

@@ -6,8 +6,11 @@
 # Env: OUT (destination; default tools/train/runs/gpu), DIT_MINUTES (7), CLF_MINUTES (3), SEED (0), DEVICE (cuda),
 #      EXTRA_CLF_ARGS, EXTRA_DIT_ARGS.
 # When OUT is set (device machine: at most 8 files of <=16 MiB come back) the run happens in a scratch dir and
-# $OUT receives: mnist-dit.safetensors.part-aa/.part-ab (reassemble: cat mnist-dit.safetensors.part-* > mnist-dit.safetensors),
+# $OUT receives: mnist-dit.safetensors (or, if > 15 MiB, mnist-dit.safetensors.part-aa/-ab...; reassemble with
+# cat mnist-dit.safetensors.part-* > mnist-dit.safetensors),
 # mnist-classifier.safetensors, samples.png, loss.png, summary.json, extras.tar.gz (loss.csv, configs, logs).
+# (the body is one function so that editing this file while it runs cannot derail it)
+main() {
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1
@@ -50,10 +53,16 @@ PYEOF
 
 if [ -n "$DEST" ]; then
   mkdir -p "$DEST"
-  [ -f "$RUN/mnist-dit.safetensors" ] && split -b 15M -a 2 "$RUN/mnist-dit.safetensors" "$DEST/mnist-dit.safetensors.part-"
+  W="$RUN/mnist-dit.safetensors"
+  if [ -f "$W" ] && [ "$(stat -c %s "$W")" -le $((15*1024*1024)) ]; then cp "$W" "$DEST/"
+  elif [ -f "$W" ]; then split -b 15M -a 2 "$W" "$DEST/mnist-dit.safetensors.part-"; fi
   for f in mnist-classifier.safetensors samples.png loss.png summary.json; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$DEST/"; done
   (cd "$RUN" && tar czf "$DEST/extras.tar.gz" --ignore-failed-read loss.csv mnist-dit.json dit-summary.json \
      classifier-summary.json classifier.log dit.log samples.pt 2>/dev/null)
   echo "files in $DEST:"; ls -la "$DEST"
-  echo "reassemble: cat mnist-dit.safetensors.part-* > mnist-dit.safetensors  (sha256 in summary.json)"
+  if ls "$DEST"/mnist-dit.safetensors.part-* >/dev/null 2>&1; then
+    echo "reassemble: cat mnist-dit.safetensors.part-* > mnist-dit.safetensors  (sha256 in summary.json)"; fi
 fi
+[ "$CLF_RC" = 0 ] && [ "$DIT_RC" = 0 ]
+}
+main "$@"

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import DEFAULT_DATA, load_classifier, load_mnist, log, plot_loss, random_shift, save_grid_png  # noqa: E402
 from dit import DiT, create_diffusion, sample_cfg  # noqa: E402  (tools/reference on sys.path via common)
 
-CONFIG = dict(input_size=32, patch_size=4, in_channels=1, hidden_size=256, depth=8, num_heads=4, mlp_ratio=4.0,
+CONFIG = dict(input_size=32, patch_size=4, in_channels=1, hidden_size=256, depth=6, num_heads=4, mlp_ratio=4.0,
               num_classes=10, learn_sigma=True, class_dropout_prob=0.1)
 
 
@@ -176,6 +176,7 @@ def main():
         f"{train_s / max(1, step - start_step):.3f} s/step)")
     torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step},
                os.path.join(a.out, "ckpt.pt"))
+    save_weights(ema, a.out, step, recipe)  # before sampling, so a failure there still leaves the weights
 
     # --- samples from the EMA weights as they are saved (fp16 -> fp32 round trip) ---
     ema_f = DiT(**CONFIG, attn_impl="math").to(dev).eval()

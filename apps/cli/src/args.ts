@@ -25,7 +25,11 @@ export function parseCommandArgs(
   const options = Object.fromEntries(
     Object.entries(command.options).map(([name, spec]) => [
       name,
-      { type: spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.default !== undefined ? { default: spec.default } : {}) },
+      {
+        type: spec.type,
+        ...(spec.short ? { short: spec.short } : {}),
+        ...(spec.default !== undefined ? { default: spec.default } : {}),
+      },
     ]),
   );
   // "--steps -3" would read as an unknown short option; join negative numbers to their option so the
@@ -43,7 +47,12 @@ export function parseCommandArgs(
     }
   }
   try {
-    const { values, positionals } = parseArgs({ args, options: options as never, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args,
+      options: options as never,
+      allowPositionals: true,
+      strict: true,
+    });
     return { values: values as Record<string, string | boolean | undefined>, positionals };
   } catch (error) {
     const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
@@ -62,31 +71,52 @@ export function intOption(values: Record<string, unknown>, name: string, min: nu
   // Plain decimal digits only: Number("") is 0 and Number("0x10") is 16, neither meant here.
   const value = typeof raw === "string" && INTEGER.test(raw) ? Number(raw) : Number.NaN;
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new DitcacheError("INVALID_ARGUMENT", `--${name}: expected an integer in [${min}, ${max}], got ${JSON.stringify(raw)}`);
+    throw new DitcacheError(
+      "INVALID_ARGUMENT",
+      `--${name}: expected an integer in [${min}, ${max}], got ${JSON.stringify(raw)}`,
+    );
   }
   return value;
 }
 
 /** Reads a number option within bounds. */
-export function numberOption(values: Record<string, unknown>, name: string, min: number, max: number): number {
+export function numberOption(
+  values: Record<string, unknown>,
+  name: string,
+  min: number,
+  max: number,
+): number {
   const raw = values[name];
   const value = typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
   if (!Number.isFinite(value) || value < min || value > max) {
-    throw new DitcacheError("INVALID_ARGUMENT", `--${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(raw)}`);
+    throw new DitcacheError(
+      "INVALID_ARGUMENT",
+      `--${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(raw)}`,
+    );
   }
   return value;
 }
 
 /** Reads a comma-separated integer list, e.g. "0,1,2" or a range "0-9". */
-export function intListOption(values: Record<string, unknown>, name: string, min: number, max: number): number[] {
+export function intListOption(
+  values: Record<string, unknown>,
+  name: string,
+  min: number,
+  max: number,
+): number[] {
   const raw = values[name];
   if (typeof raw !== "string" || raw.trim() === "") {
-    throw new DitcacheError("INVALID_ARGUMENT", `--${name}: expected comma-separated integers, got ${JSON.stringify(raw)}`);
+    throw new DitcacheError(
+      "INVALID_ARGUMENT",
+      `--${name}: expected comma-separated integers, got ${JSON.stringify(raw)}`,
+    );
   }
   const out: number[] = [];
   for (const part of raw.split(",")) {
     const range = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(part);
-    const items = range ? span(Number(range[1]), Number(range[2])) : [INTEGER.test(part) ? Number(part) : Number.NaN];
+    const items = range
+      ? span(Number(range[1]), Number(range[2]))
+      : [INTEGER.test(part) ? Number(part) : Number.NaN];
     for (const item of items) {
       if (!Number.isInteger(item) || item < min || item > max) {
         throw new DitcacheError(

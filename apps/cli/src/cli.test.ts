@@ -16,10 +16,14 @@ const fixture = join(root, "packages/dit/src/__fixtures__/tiny-dit.safetensors")
 /** Runs the real CLI in a child process; returns exit code and output. */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ["--conditions=source", "--import", "tsx", main, ...args], {
-      cwd: root,
-      timeout: 110_000,
-    });
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", main, ...args],
+      {
+        cwd: root,
+        timeout: 110_000,
+      },
+    );
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failure = error as { code?: number; stdout?: string; stderr?: string };
@@ -49,8 +53,16 @@ beforeAll(async () => {
     writeSafetensors(weights, {
       metadata: {
         config: JSON.stringify({
-          input_size: 8, patch_size: 2, in_channels: 1, hidden_size: 32, depth: 2, num_heads: 4,
-          mlp_ratio: 4, num_classes: 10, learn_sigma: true, class_dropout_prob: 0.1,
+          input_size: 8,
+          patch_size: 2,
+          in_channels: 1,
+          hidden_size: 32,
+          depth: 2,
+          num_heads: 4,
+          mlp_ratio: 4,
+          num_classes: 10,
+          learn_sigma: true,
+          class_dropout_prob: 0.1,
         }),
       },
     }),
@@ -60,7 +72,19 @@ beforeAll(async () => {
 describe("ditcache CLI", () => {
   it("samples the fixture model to a valid safetensors file", async () => {
     const out = join(dir, "latents.safetensors");
-    const { code, stdout } = await cli("sample", "--model", fixture, "--backend", "cpu", "--labels", "1,2", "--steps", "4", "--out", out);
+    const { code, stdout } = await cli(
+      "sample",
+      "--model",
+      fixture,
+      "--backend",
+      "cpu",
+      "--labels",
+      "1,2",
+      "--steps",
+      "4",
+      "--out",
+      out,
+    );
     expect(code).toBe(0);
     expect(stdout).toContain("wrote");
     const { tensors } = readSafetensors(new Uint8Array(await readFile(out)));
@@ -71,8 +95,21 @@ describe("ditcache CLI", () => {
   it("samples a pixel-space model to a valid PNG, cached", async () => {
     const out = join(dir, "grid.png");
     const { code, stdout } = await cli(
-      "sample", "--model", grayModel, "--backend", "cpu", "--labels", "0-3", "--steps", "4",
-      "--cache", "fora:interval=2", "--corrector", "taylor:order=1", "--out", out,
+      "sample",
+      "--model",
+      grayModel,
+      "--backend",
+      "cpu",
+      "--labels",
+      "0-3",
+      "--steps",
+      "4",
+      "--cache",
+      "fora:interval=2",
+      "--corrector",
+      "taylor:order=1",
+      "--out",
+      out,
     );
     expect(code).toBe(0);
     expect(stdout).toMatch(/caching level/);
@@ -92,7 +129,15 @@ describe("ditcache CLI", () => {
     const bytes = await readFile(fixture);
     const truncated = join(dir, "truncated.safetensors");
     await writeFile(truncated, bytes.subarray(0, bytes.length - 100));
-    const { code, stderr } = await cli("sample", "--model", truncated, "--backend", "cpu", "--out", join(dir, "x.safetensors"));
+    const { code, stderr } = await cli(
+      "sample",
+      "--model",
+      truncated,
+      "--backend",
+      "cpu",
+      "--out",
+      join(dir, "x.safetensors"),
+    );
     expect(code).not.toBe(0);
     expect(errorLine(stderr)).toMatch(/truncated\.safetensors/);
   });
@@ -110,20 +155,41 @@ describe("ditcache CLI", () => {
 
   it("a wrong key set and a shape mismatch name the key", async () => {
     const { tensors, metadata } = readSafetensors(new Uint8Array(await readFile(fixture)));
-    const entries = Object.fromEntries([...tensors].map(([key, tensor]) => [key, { shape: tensor.shape, data: tensor.data }]));
+    const entries = Object.fromEntries(
+      [...tensors].map(([key, tensor]) => [key, { shape: tensor.shape, data: tensor.data }]),
+    );
     const renamed = { ...entries, "blocks.0.attn.qkv.weightX": entries["blocks.0.attn.qkv.weight"]! };
     delete (renamed as Record<string, unknown>)["blocks.0.attn.qkv.weight"];
     const wrongKeys = join(dir, "wrong-keys.safetensors");
     await writeFile(wrongKeys, writeSafetensors(renamed, { metadata }));
-    const missing = await cli("sample", "--model", wrongKeys, "--backend", "cpu", "--out", join(dir, "y.safetensors"));
+    const missing = await cli(
+      "sample",
+      "--model",
+      wrongKeys,
+      "--backend",
+      "cpu",
+      "--out",
+      join(dir, "y.safetensors"),
+    );
     expect(missing.code).not.toBe(0);
     expect(errorLine(missing.stderr)).toMatch(/blocks\.0\.attn\.qkv\.weight/);
 
     const bias = entries["final_layer.linear.bias"]!;
-    const reshaped = { ...entries, "final_layer.linear.bias": { shape: [bias.data.length - 1], data: bias.data.subarray(1) } };
+    const reshaped = {
+      ...entries,
+      "final_layer.linear.bias": { shape: [bias.data.length - 1], data: bias.data.subarray(1) },
+    };
     const wrongShape = join(dir, "wrong-shape.safetensors");
     await writeFile(wrongShape, writeSafetensors(reshaped, { metadata }));
-    const mismatch = await cli("sample", "--model", wrongShape, "--backend", "cpu", "--out", join(dir, "z.safetensors"));
+    const mismatch = await cli(
+      "sample",
+      "--model",
+      wrongShape,
+      "--backend",
+      "cpu",
+      "--out",
+      join(dir, "z.safetensors"),
+    );
     expect(mismatch.code).not.toBe(0);
     expect(errorLine(mismatch.stderr)).toMatch(/final_layer\.linear\.bias/);
   });

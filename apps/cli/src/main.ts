@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { DitcacheError } from "@ditcache/core";
 import { type Command, commandHelp, parseCommandArgs } from "./args.js";
-import { interruptedBy, interruptExitCode } from "./interrupt.js";
 import { benchCommand } from "./commands/bench.js";
 import { calibrateCommand } from "./commands/calibrate.js";
 import { demoCommand } from "./commands/demo.js";
@@ -9,8 +8,17 @@ import { evalCommand } from "./commands/eval.js";
 import { infoCommand } from "./commands/info.js";
 import { sampleCommand } from "./commands/sample.js";
 import { serveCommand } from "./commands/serve.js";
+import { interruptExitCode, interruptedBy } from "./interrupt.js";
 
-const COMMANDS: readonly Command[] = [demoCommand, sampleCommand, calibrateCommand, evalCommand, infoCommand, serveCommand, benchCommand];
+const COMMANDS: readonly Command[] = [
+  demoCommand,
+  sampleCommand,
+  calibrateCommand,
+  evalCommand,
+  infoCommand,
+  serveCommand,
+  benchCommand,
+];
 
 function usage(): string {
   return [
@@ -32,7 +40,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS.find((candidate) => candidate.name === name);
   if (command === undefined) {
-    console.error(`ditcache: unknown command ${JSON.stringify(name)}; expected one of ${COMMANDS.map((c) => c.name).join(", ")}`);
+    console.error(
+      `ditcache: unknown command ${JSON.stringify(name)}; expected one of ${COMMANDS.map((c) => c.name).join(", ")}`,
+    );
     return 2;
   }
   if (rest.includes("--help") || rest.includes("-h")) {
@@ -56,7 +66,10 @@ main(process.argv.slice(2)).then(
       process.exit(interruptExitCode(signal));
     }
     // One line for the user; the stack only when asked for (DITCACHE_DEBUG=1).
-    const message = DitcacheError.isInstance(error) || error instanceof Error ? error.message.split("\n")[0] : String(error);
+    const message =
+      DitcacheError.isInstance(error) || error instanceof Error
+        ? error.message.split("\n")[0]
+        : String(error);
     console.error(`ditcache: error: ${message}`);
     if (process.env.DITCACHE_DEBUG) console.error(error);
     process.exitCode = 2;

@@ -36,7 +36,11 @@ export interface LoadedModel {
  * (official layout), a diffusers folder, or a hub id such as "facebook/DiT-XL-2-256" (fetched
  * into the cache, or found there when offline).
  */
-export async function loadModel(spec: string, backend: Backend, options: ModelFetchOptions = {}): Promise<LoadedModel> {
+export async function loadModel(
+  spec: string,
+  backend: Backend,
+  options: ModelFetchOptions = {},
+): Promise<LoadedModel> {
   if (spec === "demo") return { model: await loadDemoModel(backend), weightsPath: demoModelPath() };
   if (existsSync(spec) && !statSync(spec).isDirectory()) {
     return { model: await DiTModel.load(spec, { backend }), weightsPath: spec };
@@ -86,7 +90,8 @@ export function cacheSetting(values: Record<string, unknown>): CacheSetting | un
     return undefined;
   }
   const policy: CachePolicy = parsePolicy(policySpec);
-  const corrector: Corrector | undefined = typeof correctorSpec === "string" ? parseCorrector(correctorSpec) : undefined;
+  const corrector: Corrector | undefined =
+    typeof correctorSpec === "string" ? parseCorrector(correctorSpec) : undefined;
   return { policy, ...(corrector ? { corrector } : {}) };
 }
 

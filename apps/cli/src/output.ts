@@ -1,5 +1,5 @@
-import { dirname, extname } from "node:path";
 import { mkdir } from "node:fs/promises";
+import { dirname, extname } from "node:path";
 import { DitcacheError, encodePng, writeFileAtomic, writeSafetensors } from "@ditcache/core";
 import { imageGrid } from "@ditcache/pipeline";
 
@@ -30,7 +30,9 @@ export async function writeImages(
   if (extension !== ".png") fail(`--out: expected a .png or .safetensors path, got ${JSON.stringify(path)}`);
   const channels = shape[1];
   if (channels !== 1 && channels !== 3) {
-    fail(`--out: ${channels}-channel latents cannot be a PNG; write .safetensors (or decode them with a VAE)`);
+    fail(
+      `--out: ${channels}-channel latents cannot be a PNG; write .safetensors (or decode them with a VAE)`,
+    );
   }
   await writeFileAtomic(path, encodePng(imageGrid(images, shape, options)));
 }

@@ -1,7 +1,14 @@
 import type { CachePolicy } from "@ditcache/cache";
-import type { SamplerDescriptor } from "@ditcache/eoc";
-import { type CalibrationProgress, calibrate, eoc, type EocOptions, loadPriors, type Priors } from "@ditcache/eoc";
 import type { DiTModel } from "@ditcache/dit";
+import type { SamplerDescriptor } from "@ditcache/eoc";
+import {
+  type CalibrationProgress,
+  calibrate,
+  type EocOptions,
+  eoc,
+  loadPriors,
+  type Priors,
+} from "@ditcache/eoc";
 import type { CacheSetting } from "./generate.js";
 import { generate } from "./generate.js";
 
@@ -78,7 +85,11 @@ export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> 
     descriptor: {
       modelHash: options.modelHash,
       sampler: samplerDescriptor(options),
-      calibration: { seeds, labels, description: `label i mod ${classes}, seeds ${firstSeed}..${firstSeed + samples - 1}` },
+      calibration: {
+        seeds,
+        labels,
+        description: `label i mod ${classes}, seeds ${firstSeed}..${firstSeed + samples - 1}`,
+      },
     },
     ...(options.granularity ? { granularity: options.granularity } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),

@@ -105,7 +105,8 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   const shape = [labels.length, c, size, size] as const;
   const perImage = c * size * size;
   const noise = new Float32Array(sizeOf(shape));
-  seeds.forEach((seed, index) => noise.set(gaussianNoise(seed, [c, size, size]), index * perImage));
+  for (const [index, seed] of seeds.entries())
+    noise.set(gaussianNoise(seed, [c, size, size]), index * perImage);
 
   const backend: Backend = model.backend;
   const engine = options.cache

@@ -16,7 +16,11 @@ export interface GridOptions {
  * Lays images (N, C, H, W) out as one grid picture (gray for C = 1, RGB for C = 3), row-major:
  * image i goes to row floor(i / columns).
  */
-export function imageGrid(images: Float32Array, shape: readonly number[], options: GridOptions = {}): PngImage {
+export function imageGrid(
+  images: Float32Array,
+  shape: readonly number[],
+  options: GridOptions = {},
+): PngImage {
   const [n, c, h, w] = shape as [number, number, number, number];
   if (shape.length !== 4 || (c !== 1 && c !== 3) || images.length !== n * c * h * w) {
     invalidArgument("shape", shape, "[N, 1 or 3, H, W] matching the image data");

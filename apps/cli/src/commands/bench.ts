@@ -128,8 +128,9 @@ export const benchCommand: Command = {
       log(
         `${cachePreset}: cache rows (${[...rows].filter((row) => row !== "backend").join(", ")}), DDIM ${steps}, ${rounds} round(s)`,
       );
-      cacheResults.push(
-        await runTaskInChild<CacheResult>({
+      const errors: string[] = [];
+      const result = await attempt(errors, `${cachePreset} cache rows`, () =>
+        runTaskInChild<CacheResult>({
           kind: "cache",
           preset: cachePreset!,
           threads,
@@ -141,6 +142,8 @@ export const benchCommand: Command = {
           outDir,
         }),
       );
+      if (result !== undefined) cacheResults.push(result);
+      notes.push(...errors);
     }
     const report: BenchReport = {
       date: new Date().toISOString(),

@@ -2,16 +2,17 @@ import { stat } from "node:fs/promises";
 import { parsePolicy } from "@ditcache/cache";
 import { calibrateModel, createBackend } from "@ditcache/pipeline";
 import { type Command, intOption } from "../args.js";
+import { interruptSignal } from "../interrupt.js";
 import { loadModel, modelHash } from "../model-source.js";
 import { fail, formatMs } from "../output.js";
-import { interruptSignal } from "../interrupt.js";
 import { ProgressBar } from "../progress.js";
 import { samplerSetting, samplingOptions } from "./sample.js";
 
 /** `ditcache calibrate`: EOC prior extraction for a model, a sampler setting and a base policy. */
 export const calibrateCommand: Command = {
   name: "calibrate",
-  summary: "extract EOC priors (uncached + shadow-computed cached runs on calibration seeds) into a priors file",
+  summary:
+    "extract EOC priors (uncached + shadow-computed cached runs on calibration seeds) into a priors file",
   options: {
     model: samplingOptions.model,
     backend: samplingOptions.backend,
@@ -21,8 +22,16 @@ export const calibrateCommand: Command = {
     cfg: samplingOptions.cfg,
     "guide-channels": samplingOptions["guide-channels"],
     cache: { type: "string", default: "fora:interval=2", help: "the base cache policy EOC will correct" },
-    samples: { type: "string", default: "100", help: "calibration samples (label i mod classes, seed first-seed + i)" },
-    "first-seed": { type: "string", default: "0", help: "seed of the first calibration sample (keep apart from evaluation seeds)" },
+    samples: {
+      type: "string",
+      default: "100",
+      help: "calibration samples (label i mod classes, seed first-seed + i)",
+    },
+    "first-seed": {
+      type: "string",
+      default: "0",
+      help: "seed of the first calibration sample (keep apart from evaluation seeds)",
+    },
     granularity: { type: "string", default: "channel", help: "channel | token-channel" },
     out: { type: "string", default: "out/priors.safetensors", help: "priors file to write" },
   },
@@ -35,12 +44,18 @@ export const calibrateCommand: Command = {
     const sampler = samplerSetting(values);
     const samples = intOption(values, "samples", 1, 100_000);
     const basePolicy = parsePolicy(String(values.cache));
-    const backend = await createBackend(String(values.backend), values.threads ? { threads: intOption(values, "threads", 1, 256) } : {});
+    const backend = await createBackend(
+      String(values.backend),
+      values.threads ? { threads: intOption(values, "threads", 1, 256) } : {},
+    );
     const loaded = await loadModel(String(values.model), backend);
     const { model } = loaded;
     try {
       const started = performance.now();
-      const bars = { mean: new ProgressBar("pass 1/2 (uncached: P, D)", samples), fit: new ProgressBar("pass 2/2 (cached + shadow)", samples) };
+      const bars = {
+        mean: new ProgressBar("pass 1/2 (uncached: P, D)", samples),
+        fit: new ProgressBar("pass 2/2 (cached + shadow)", samples),
+      };
       const priors = await calibrateModel({
         model,
         modelHash: await modelHash(loaded.weightsPath),

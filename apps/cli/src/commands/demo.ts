@@ -1,9 +1,15 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { encodePng, writeFileAtomic } from "@ditcache/core";
-import { meanSquaredError, psnr } from "@ditcache/metrics";
-import { DEMO_SAMPLER, demoModelPath, demoPriorsPath, loadDemoClassifier, loadDemoModel } from "@ditcache/models";
 import type { DiTModel } from "@ditcache/dit";
+import { meanSquaredError, psnr } from "@ditcache/metrics";
+import {
+  DEMO_SAMPLER,
+  demoModelPath,
+  demoPriorsPath,
+  loadDemoClassifier,
+  loadDemoModel,
+} from "@ditcache/models";
 import {
   type CacheSetting,
   createBackend,
@@ -21,7 +27,8 @@ import { ProgressBar } from "../progress.js";
 /** `ditcache demo` (the README's first command): the embedded model, uncached vs cached, side by side. */
 export const demoCommand: Command = {
   name: "demo",
-  summary: "sample every digit uncached and cached with the embedded model; write PNGs and print speed and quality",
+  summary:
+    "sample every digit uncached and cached with the embedded model; write PNGs and print speed and quality",
   options: {
     backend: { type: "string", default: "onnx", help: "cpu | onnx[:cpu|:webgpu|:cuda] | tfjs[:cpu|:wasm]" },
     threads: { type: "string", help: "intra-op threads (onnx)" },
@@ -35,7 +42,10 @@ export const demoCommand: Command = {
     out: { type: "string", default: "out", help: "output folder" },
   },
   async run(values) {
-    const backend = await createBackend(String(values.backend), values.threads ? { threads: intOption(values, "threads", 1, 256) } : {});
+    const backend = await createBackend(
+      String(values.backend),
+      values.threads ? { threads: intOption(values, "threads", 1, 256) } : {},
+    );
     const [model, classifier] = await Promise.all([loadDemoModel(backend), loadDemoClassifier(backend)]);
     try {
       const rows = intOption(values, "rows", 1, 20);
@@ -51,7 +61,11 @@ export const demoCommand: Command = {
       const barU = new ProgressBar("uncached", DEMO_SAMPLER.steps);
       const uncached = await generate({ ...base, onStep: (e) => barU.update(e.index + 1) });
       const barC = new ProgressBar("cached  ", DEMO_SAMPLER.steps);
-      const cached = await generate({ ...base, ...(cache ? { cache } : {}), onStep: (e) => barC.update(e.index + 1) });
+      const cached = await generate({
+        ...base,
+        ...(cache ? { cache } : {}),
+        onStep: (e) => barC.update(e.index + 1),
+      });
 
       const agreement = async (images: Float32Array) => {
         const { logits } = await classifier.extract(images, [labels.length, 1, 32, 32]);
@@ -100,7 +114,10 @@ export const demoCommand: Command = {
 };
 
 /** --cache with --corrector; "eoc" pairs the base policy with the shipped priors (checked against the model). */
-async function demoCache(values: Record<string, unknown>, model: DiTModel): Promise<CacheSetting | undefined> {
+async function demoCache(
+  values: Record<string, unknown>,
+  model: DiTModel,
+): Promise<CacheSetting | undefined> {
   if (values.corrector !== "eoc") return cacheSetting(values);
   const base = cacheSetting({ cache: values.cache });
   if (base === undefined) return undefined;

@@ -10,7 +10,8 @@ export const infoCommand: Command = {
   options: { json: { type: "boolean", help: "print JSON" } },
   async run(values, positionals) {
     const path = positionals[0];
-    if (path === undefined) fail("info: expected a file path, e.g. ditcache info models/mnist-dit/mnist-dit.safetensors");
+    if (path === undefined)
+      fail("info: expected a file path, e.g. ditcache info models/mnist-dit/mnist-dit.safetensors");
     const { tensors, metadata } = await readSafetensorsFile(path);
     const dtypes: Record<string, number> = {};
     let elements = 0;

@@ -1,5 +1,5 @@
-import { startServer } from "@ditcache/server";
 import type { BackendSpec } from "@ditcache/pipeline";
+import { startServer } from "@ditcache/server";
 import { type Command, intOption } from "../args.js";
 
 /** `ditcache serve`: the demo server and web page. */
@@ -7,7 +7,11 @@ export const serveCommand: Command = {
   name: "serve",
   summary: "start the demo web page and JSON API (binds 127.0.0.1 by default)",
   options: {
-    host: { type: "string", default: "127.0.0.1", help: "interface to bind (0.0.0.0 exposes it to the network)" },
+    host: {
+      type: "string",
+      default: "127.0.0.1",
+      help: "interface to bind (0.0.0.0 exposes it to the network)",
+    },
     port: { type: "string", default: "7860", help: "TCP port" },
     backend: { type: "string", default: "onnx", help: "cpu | onnx | tfjs:wasm …" },
     model: { type: "string", default: "demo", help: '"demo" or a .safetensors weights file' },

@@ -21,8 +21,12 @@ export class OnnxBackend implements Backend, SessionSource {
   readonly name = ONNX_BACKEND_NAME;
   private readonly sessions = new Map<string, CacheEntry>();
   private readonly tensorIds = new WeakMap<object, number>();
-  /** Params compiled into a session so far, whose host copies {@link OnnxBackend.releaseHostParams} may drop. */
-  private readonly compiledParams = new Set<OnnxTensor>();
+  /**
+   * Params compiled into a session so far, whose host copies {@link OnnxBackend.releaseHostParams}
+   * may drop; weakly held, so a model dropped without dispose() is not kept alive by this list.
+   */
+  private compiledParams: WeakRef<OnnxTensor>[] = [];
+  private readonly compiledParamSet = new WeakSet<OnnxTensor>();
   private nextTensorId = 0;
   private closed = false;
 
@@ -55,9 +59,7 @@ export class OnnxBackend implements Backend, SessionSource {
   }
 
   dispose(tensor: Tensor): void {
-    const onnx = asOnnxTensor(tensor, "tensor");
-    this.compiledParams.delete(onnx);
-    onnx.release();
+    asOnnxTensor(tensor, "tensor").release();
   }
 
   compile(unit: Unit): Executable {
@@ -84,14 +86,14 @@ export class OnnxBackend implements Backend, SessionSource {
    */
   releaseHostParams(): number {
     let bytes = 0;
-    for (const param of this.compiledParams) bytes += param.releaseHostData();
-    this.compiledParams.clear();
+    for (const reference of this.compiledParams) bytes += reference.deref()?.releaseHostData() ?? 0;
+    this.compiledParams = [];
     return bytes;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.compiledParams.clear();
+    this.compiledParams = [];
     const entries = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.all(entries.map((entry) => releaseEntry(entry)));
@@ -148,7 +150,10 @@ export class OnnxBackend implements Backend, SessionSource {
     const session = await this.createInferenceSession(encodeModel(model));
     for (const param of Object.values(params)) {
       if (this.options.hostParams === "release") param.releaseHostData();
-      else this.compiledParams.add(param);
+      else if (!this.compiledParamSet.has(param)) {
+        this.compiledParamSet.add(param);
+        this.compiledParams.push(new WeakRef(param));
+      }
     }
     return {
       session,

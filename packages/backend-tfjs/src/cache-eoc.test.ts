@@ -19,10 +19,18 @@ async function foraEoc(backend: Backend): Promise<Float32Array> {
   const model = await DiTModel.load(weights, { backend });
   const sample = async (hook: SiteHook | undefined, labels: number[], seed: number) => {
     const noise = new Float32Array(labels.length * 256);
-    labels.forEach((_, i) => noise.set(gaussianNoise(seed + i, [4, 8, 8]), i * 256));
+    for (const i of labels.keys()) noise.set(gaussianNoise(seed + i, [4, 8, 8]), i * 256);
     const result = await ddimSample(
       (x, t, y, step) => model.forward(x, t, y, { step, ...(hook ? { hook } : {}) }),
-      { backend, shape: [labels.length, 4, 8, 8], labels, respacing: `ddim${STEPS}`, cfgScale: 4, nullLabel: 10, noise },
+      {
+        backend,
+        shape: [labels.length, 4, 8, 8],
+        labels,
+        respacing: `ddim${STEPS}`,
+        cfgScale: 4,
+        nullLabel: 10,
+        noise,
+      },
     );
     const out = await backend.read(result.sample);
     backend.dispose(result.sample);
@@ -35,7 +43,10 @@ async function foraEoc(backend: Backend): Promise<Float32Array> {
     steps: STEPS,
     depth: model.config.depth,
     samples: 2,
-    descriptor: { modelHash: "tiny", sampler: { respacing: `ddim${STEPS}`, sampler: "ddim", cfgScale: 4, guideChannels: 3 } },
+    descriptor: {
+      modelHash: "tiny",
+      sampler: { respacing: `ddim${STEPS}`, sampler: "ddim", cfgScale: 4, guideChannels: 3 },
+    },
   });
   const setting = eoc(basePolicy, priors, { tau: 0 });
   const engine = createCacheEngine({ ...setting, backend });
@@ -49,19 +60,22 @@ async function foraEoc(backend: Backend): Promise<Float32Array> {
 }
 
 describe("cache + EOC on tfjs", () => {
-  it.each(["cpu", "wasm"] as const)("FORA interval 2 + EOC on tfjs-%s matches backend-cpu and leaks nothing", async (engine) => {
-    const reference = await foraEoc(createCpuBackend());
-    const backend = await createTfjsBackend({ engine });
-    const before = tf.memory().numTensors;
-    const samples = await foraEoc(backend);
-    expect(tf.memory().numTensors).toBe(before);
-    let error = 0;
-    let scale = 0;
-    for (let i = 0; i < reference.length; i++) {
-      error = Math.max(error, Math.abs(samples[i]! - reference[i]!));
-      scale = Math.max(scale, Math.abs(reference[i]!));
-    }
-    expect(error / scale).toBeLessThan(1e-3);
-    await backend.close();
-  });
+  it.each(["cpu", "wasm"] as const)(
+    "FORA interval 2 + EOC on tfjs-%s matches backend-cpu and leaks nothing",
+    async (engine) => {
+      const reference = await foraEoc(createCpuBackend());
+      const backend = await createTfjsBackend({ engine });
+      const before = tf.memory().numTensors;
+      const samples = await foraEoc(backend);
+      expect(tf.memory().numTensors).toBe(before);
+      let error = 0;
+      let scale = 0;
+      for (let i = 0; i < reference.length; i++) {
+        error = Math.max(error, Math.abs(samples[i]! - reference[i]!));
+        scale = Math.max(scale, Math.abs(reference[i]!));
+      }
+      expect(error / scale).toBeLessThan(1e-3);
+      await backend.close();
+    },
+  );
 });

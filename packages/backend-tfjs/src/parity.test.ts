@@ -2,6 +2,7 @@
 // run on tfjs: one forward, a 10-step DDIM run with CFG, and the memory of a whole sampling run.
 import { fileURLToPath } from "node:url";
 import { type HostTensor, readSafetensorsFile, type Tensor } from "@ditcache/core";
+import { relativeError } from "@ditcache/core/testing";
 import { ddimSample, type ModelFn } from "@ditcache/diffusion";
 import { DiTModel } from "@ditcache/dit";
 import * as tf from "@tensorflow/tfjs-core";
@@ -10,18 +11,6 @@ import { createTfjsBackend, type TfjsBackend } from "./index.js";
 
 const fixture = (name: string) =>
   fileURLToPath(new URL(`../../dit/src/__fixtures__/${name}`, import.meta.url));
-
-/** max |a - b| / max |b|: the error relative to the reference's scale. */
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  expect(actual.length).toBe(expected.length);
-  let error = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    error = Math.max(error, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return error / scale;
-}
 
 describe.each(["cpu", "wasm"] as const)("tiny DiT on tfjs-%s vs the PyTorch reference", (engine) => {
   let backend: TfjsBackend;

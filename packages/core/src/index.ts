@@ -15,6 +15,7 @@ export {
   float32ToFloat16Array,
   float32ToFloat16Bits,
 } from "./half.js";
+export { parseJsonObject } from "./json.js";
 export type { Conv2dOptions, Ops, Pool2dOptions } from "./ops.js";
 export { OP_NAMES } from "./ops.js";
 export type { PngImage } from "./png.js";

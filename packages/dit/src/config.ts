@@ -1,4 +1,4 @@
-import { DitcacheError } from "@ditcache/core";
+import { DitcacheError, parseJsonObject } from "@ditcache/core";
 
 /**
  * Hyper-parameters of a DiT, as in facebookresearch/DiT `DiT(...)` (camelCase).
@@ -120,20 +120,8 @@ const JSON_DEFAULTS: Partial<Record<keyof DiTConfig, number | boolean>> = {
  * @throws DitcacheError BAD_FILE for invalid JSON, INVALID_ARGUMENT for a bad field.
  */
 export function parseConfigJson(source: string | Record<string, unknown>, name = "config"): DiTConfig {
-  let raw: unknown = source;
-  if (typeof source === "string") {
-    try {
-      raw = JSON.parse(source);
-    } catch (error) {
-      throw new DitcacheError("BAD_FILE", `${name}: invalid JSON (${(error as Error).message})`, {
-        cause: error,
-      });
-    }
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new DitcacheError("BAD_FILE", `${name}: expected a JSON object with DiT config fields`);
-  }
-  const record = raw as Record<string, unknown>;
+  const raw = parseJsonObject(source, name, "a JSON object with DiT config fields");
+  const record = raw;
   const config: Record<string, unknown> = { ...JSON_DEFAULTS };
   for (const [snake, camel] of Object.entries(JSON_FIELDS)) {
     if (record[snake] !== undefined) config[camel] = record[snake];

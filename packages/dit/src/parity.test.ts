@@ -3,6 +3,7 @@
 import { fileURLToPath } from "node:url";
 import { createCpuBackend } from "@ditcache/backend-cpu";
 import { type HostTensor, readSafetensorsFile, type SiteHook, type Tensor } from "@ditcache/core";
+import { relativeError } from "@ditcache/core/testing";
 import { ddimSample, ddpmSample, type ModelFn } from "@ditcache/diffusion";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DiTModel, sincosPositionEmbedding } from "./model.js";
@@ -16,18 +17,6 @@ function get(key: string): HostTensor {
   const tensor = io.get(key);
   if (tensor === undefined) throw new Error(`fixture key ${key} missing`);
   return tensor;
-}
-
-/** max |a - b| / max |b|: the error relative to the reference's scale. */
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  expect(actual.length).toBe(expected.length);
-  let error = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    error = Math.max(error, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return error / scale;
 }
 
 beforeAll(async () => {

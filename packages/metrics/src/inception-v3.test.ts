@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { createCpuBackend } from "@ditcache/backend-cpu";
 import { type HostTensor, readSafetensorsFile } from "@ditcache/core";
+import { relativeError } from "@ditcache/core/testing";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bilinearResizeMatrix, InceptionV3FeatureExtractor } from "./inception-v3.js";
 
@@ -15,17 +16,6 @@ let io: Map<string, HostTensor>;
 beforeAll(async () => {
   io = (await readSafetensorsFile(fixture("tiny-inception-io.safetensors"))).tensors;
 });
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  expect(actual.length).toBe(expected.length);
-  let error = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    error = Math.max(error, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return error / scale;
-}
 
 describe("InceptionV3FeatureExtractor vs PyTorch", () => {
   it("matches pool3 features and logits within 1e-4 for [0,1] and [-1,1] inputs", async () => {

@@ -1,4 +1,4 @@
-import { DitcacheError } from "@ditcache/core";
+import { DitcacheError, parseJsonObject } from "@ditcache/core";
 
 /** Hyper-parameters of the decoder half of a diffusers `AutoencoderKL` (camelCase). */
 export interface VaeConfig {
@@ -79,20 +79,8 @@ export function validateVaeConfig(config: VaeConfig, name = "config"): VaeConfig
  * @throws DitcacheError BAD_FILE for invalid JSON or another model class; INVALID_ARGUMENT for a bad field.
  */
 export function parseVaeConfig(source: string | Record<string, unknown>, name = "config.json"): VaeConfig {
-  let raw: unknown = source;
-  if (typeof source === "string") {
-    try {
-      raw = JSON.parse(source);
-    } catch (error) {
-      throw new DitcacheError("BAD_FILE", `${name}: invalid JSON (${(error as Error).message})`, {
-        cause: error,
-      });
-    }
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new DitcacheError("BAD_FILE", `${name}: expected a JSON object (a diffusers AutoencoderKL config)`);
-  }
-  const record = raw as Record<string, unknown>;
+  const raw = parseJsonObject(source, name, "a JSON object (a diffusers AutoencoderKL config)");
+  const record = raw;
   if (record._class_name !== undefined && record._class_name !== "AutoencoderKL") {
     throw new DitcacheError(
       "BAD_FILE",

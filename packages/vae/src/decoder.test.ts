@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCpuBackend } from "@ditcache/backend-cpu";
 import { type HostTensor, readSafetensorsFile, writeSafetensors } from "@ditcache/core";
+import { relativeError } from "@ditcache/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decoderWeightShapes, parseVaeConfig, SD_VAE_CONFIG } from "./config.js";
 import { VaeDecoder } from "./decoder.js";
@@ -24,17 +25,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  expect(actual.length).toBe(expected.length);
-  let error = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    error = Math.max(error, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return error / scale;
-}
 
 async function decodeWith(decoder: VaeDecoder, clamp: boolean): Promise<Float32Array> {
   const latents = io.get("latents")!;

@@ -1,5 +1,6 @@
 export type { InputKind, InputSpec, OpCase } from "./cases.js";
 export { OP_CASES } from "./cases.js";
+export { relativeError } from "./compare.js";
 export type { OpConformanceOptions } from "./conformance.js";
 export { describeOpConformance } from "./conformance.js";
 export {

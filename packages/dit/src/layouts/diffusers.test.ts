@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCpuBackend } from "@ditcache/backend-cpu";
 import { readSafetensorsFile, writeSafetensors } from "@ditcache/core";
+import { relativeError } from "@ditcache/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfigJson } from "../config.js";
 import { DiTModel } from "../model.js";
@@ -25,17 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
-
-function maxRelativeError(actual: Float32Array, expected: Float32Array): number {
-  expect(actual.length).toBe(expected.length);
-  let error = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    error = Math.max(error, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return error / scale;
-}
 
 describe("diffusers DiT layout", () => {
   it("reads config.json into the same config as the official twin", async () => {
@@ -61,7 +51,7 @@ describe("diffusers DiT layout", () => {
         Array.from(io.get("t")!.data),
         Array.from(io.get("y")!.data),
       );
-      expect(maxRelativeError(await backend.read(out), io.get("out")!.data)).toBeLessThan(1e-5);
+      expect(relativeError(await backend.read(out), io.get("out")!.data)).toBeLessThan(1e-5);
       backend.dispose(out);
       model.dispose();
     }

@@ -1,6 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { DitcacheError, readSafetensorsFile } from "@ditcache/core";
+import { DitcacheError, parseJsonObject, readSafetensorsFile } from "@ditcache/core";
 import {
   type DiTConfig,
   hasNullClass,
@@ -178,20 +178,8 @@ export function parseDiffusersDiTConfig(
   source: string | Record<string, unknown>,
   name = "config.json",
 ): DiTConfig {
-  let raw: unknown = source;
-  if (typeof source === "string") {
-    try {
-      raw = JSON.parse(source);
-    } catch (error) {
-      throw new DitcacheError("BAD_FILE", `${name}: invalid JSON (${(error as Error).message})`, {
-        cause: error,
-      });
-    }
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new DitcacheError("BAD_FILE", `${name}: expected a JSON object (a diffusers transformer config)`);
-  }
-  const record = raw as Record<string, unknown>;
+  const raw = parseJsonObject(source, name, "a JSON object (a diffusers transformer config)");
+  const record = raw;
   const required = (key: string): unknown => {
     const value = record[key];
     if (value === undefined || value === null) {

@@ -56,7 +56,7 @@ export const demoCommand: Command = {
 
       // Warm-up (compiles every unit for this batch shape) so neither timed run pays for it.
       await generate({ ...base, steps: 2 });
-      if (cache) await generate({ ...base, steps: 2, cache: { ...cache } });
+      if (cache) await generate({ ...base, steps: 2, cache: { policy: cache.policy } }); // priors are per step count: warm up without the corrector
 
       const barU = new ProgressBar("uncached", DEMO_SAMPLER.steps);
       const uncached = await generate({ ...base, onStep: (e) => barU.update(e.index + 1) });

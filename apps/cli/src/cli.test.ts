@@ -118,6 +118,49 @@ describe("ditcache CLI", () => {
     expect(png.subarray(12, 16).toString("latin1")).toBe("IHDR");
   });
 
+  it("samples a latent model from a diffusers folder and decodes it with a VAE folder to a PNG", async () => {
+    const out = join(dir, "latent.png");
+    const { code, stdout } = await cli(
+      "sample",
+      "--model",
+      join(root, "packages/dit/src/__fixtures__/diffusers"),
+      "--backend",
+      "cpu",
+      "--labels",
+      "1,2",
+      "--steps",
+      "4",
+      "--cache",
+      "fora:interval=2",
+      "--vae",
+      join(root, "packages/vae/src/__fixtures__/tiny-vae"),
+      "--offline",
+      "--out",
+      out,
+    );
+    expect(code).toBe(0);
+    expect(stdout).toContain("wrote");
+    const png = await readFile(out);
+    expect(png.subarray(12, 16).toString("latin1")).toBe("IHDR");
+  });
+
+  it("a hub model missing offline is a one-line error saying what to download and where", async () => {
+    const { code, stderr } = await cli(
+      "sample",
+      "--model",
+      "facebook/DiT-XL-2-256",
+      "--backend",
+      "cpu",
+      "--offline",
+      "--cache-dir",
+      join(dir, "hub"),
+    );
+    expect(code).not.toBe(0);
+    expect(errorLine(stderr)).toMatch(
+      /https:\/\/huggingface\.co\/facebook\/DiT-XL-2-256\/resolve\/main\/.* save it as .*hub/,
+    );
+  });
+
   it("info describes a weights file", async () => {
     const { code, stdout } = await cli("info", fixture);
     expect(code).toBe(0);

@@ -1,23 +1,9 @@
-import { parsesOrFailsTyped } from "@ditcache/core/testing";
+import { fuzz, parsesOrFailsTyped } from "@ditcache/core/testing";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type Command, intListOption, intOption, numberOption, parseCommandArgs } from "./args.js";
 
 const RUNS = 3000;
-
-/** Runs a property RUNS times, prints how many cases it tried and returns the count. */
-function fuzz<T>(label: string, arbitrary: fc.Arbitrary<T>, check: (value: T) => void): number {
-  let cases = 0;
-  fc.assert(
-    fc.property(arbitrary, (value) => {
-      cases++;
-      check(value);
-    }),
-    { numRuns: RUNS },
-  );
-  console.log(`fuzz ${label}: ${cases} cases`);
-  return cases;
-}
 
 const command: Command = {
   name: "fuzz",

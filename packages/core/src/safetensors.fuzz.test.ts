@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readSafetensors, readSafetensorsFile, writeSafetensors } from "./safetensors.js";
 import {
   corruptedBytesArbitrary,
+  fuzz,
   parsesOrFailsTyped,
   parsesOrFailsTypedAsync,
   safetensorsFileArbitrary,
@@ -14,20 +15,6 @@ import {
 const RUNS = 3000;
 const directory = await mkdtemp(join(tmpdir(), "ditcache-fuzz-"));
 afterAll(() => rm(directory, { recursive: true, force: true }));
-
-/** Runs a property RUNS times, prints how many cases it tried and returns the count. */
-function fuzz<T>(label: string, arbitrary: fc.Arbitrary<T>, check: (value: T) => void, runs = RUNS): number {
-  let cases = 0;
-  fc.assert(
-    fc.property(arbitrary, (value) => {
-      cases++;
-      check(value);
-    }),
-    { numRuns: runs },
-  );
-  console.log(`fuzz ${label}: ${cases} cases`);
-  return cases;
-}
 
 describe("readSafetensors under untrusted bytes", () => {
   it("parses or throws a typed one-line error for structured headers, bad lengths and junk", () => {

@@ -5,6 +5,7 @@ import { createCpuBackend } from "@ditcache/backend-cpu";
 import { parsePolicy } from "@ditcache/cache";
 import {
   corruptedBytesArbitrary,
+  fuzz,
   parsesOrFailsTyped,
   parsesOrFailsTypedAsync,
   safetensorsFileArbitrary,
@@ -43,20 +44,6 @@ const valid = priors.toBytes();
 const header = priors.header as unknown as Record<string, unknown>;
 const folder = mkdtempSync(join(tmpdir(), "ditcache-eoc-fuzz-"));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
-
-/** Runs a property, prints how many cases it tried and returns the count. */
-function fuzz<T>(label: string, arbitrary: fc.Arbitrary<T>, check: (value: T) => void, runs = RUNS): number {
-  let cases = 0;
-  fc.assert(
-    fc.property(arbitrary, (value) => {
-      cases++;
-      check(value);
-    }),
-    { numRuns: runs },
-  );
-  console.log(`fuzz ${label}: ${cases} cases`);
-  return cases;
-}
 
 const weird = fc.constantFrom<unknown>(
   null,

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { writeSafetensors } from "@ditcache/core";
 import {
   corruptedBytesArbitrary,
+  fuzz,
   parsesOrFailsTyped,
   parsesOrFailsTypedAsync,
   safetensorsFileArbitrary,
@@ -19,20 +20,6 @@ stats.add(new Float32Array([1, 2, 3, 2, 0, 1, 5, 1, 1]), 3);
 const valid = stats.toSafetensors();
 const folder = mkdtempSync(join(tmpdir(), "ditcache-stats-fuzz-"));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
-
-/** Runs a property, prints how many cases it tried and returns the count. */
-function fuzz<T>(label: string, arbitrary: fc.Arbitrary<T>, check: (value: T) => void, runs = RUNS): number {
-  let cases = 0;
-  fc.assert(
-    fc.property(arbitrary, (value) => {
-      cases++;
-      check(value);
-    }),
-    { numRuns: runs },
-  );
-  console.log(`fuzz ${label}: ${cases} cases`);
-  return cases;
-}
 
 const metadataValue = fc.oneof(
   fc.constantFrom(

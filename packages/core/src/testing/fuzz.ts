@@ -196,3 +196,28 @@ export function withMetadataEntry(
   const json = new TextEncoder().encode(JSON.stringify({ ...header, __metadata__: metadata }));
   return encodeFile(json, valid.subarray(8 + headerLength));
 }
+
+/** Cases a fuzz property runs by default: thousands per parser per CI run. */
+export const FUZZ_RUNS = 3000;
+
+/**
+ * Runs a fast-check property `runs` times, prints how many cases it tried (the count the
+ * reliability issue asks each run to report) and returns it, so tests can assert it.
+ */
+export function fuzz<T>(
+  label: string,
+  arbitrary: fc.Arbitrary<T>,
+  check: (value: T) => void,
+  runs = FUZZ_RUNS,
+): number {
+  let cases = 0;
+  fc.assert(
+    fc.property(arbitrary, (value) => {
+      cases++;
+      check(value);
+    }),
+    { numRuns: runs },
+  );
+  console.log(`fuzz ${label}: ${cases} cases`);
+  return cases;
+}

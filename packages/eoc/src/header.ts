@@ -113,6 +113,8 @@ export interface PriorsHeader {
     readonly seeds: readonly number[];
     readonly labels: readonly number[];
     readonly description: string;
+    /** Where the coefficients were fitted (absent in files from before the field: "rows"). */
+    readonly fitSpace?: "guided" | "rows";
   };
   /** Runtime defaults. */
   readonly defaults: PriorsDefaults;

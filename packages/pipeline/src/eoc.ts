@@ -1,6 +1,6 @@
 import type { CachePolicy } from "@ditcache/cache";
 import type { DiTModel } from "@ditcache/dit";
-import type { SamplerDescriptor } from "@ditcache/eoc";
+import type { FitSpace, SamplerDescriptor } from "@ditcache/eoc";
 import {
   type CalibrationProgress,
   calibrate,
@@ -48,6 +48,8 @@ export interface CalibrateModelOptions extends SamplerSetting {
   firstSeed?: number;
   /** Storage granularity of the priors. @defaultValue "channel" */
   granularity?: "channel" | "token-channel";
+  /** Where the coefficients are fitted (see `calibrate` in @ditcache/eoc). @defaultValue "guided" */
+  fitSpace?: FitSpace;
   /** Progress of each pass. */
   onProgress?: (event: CalibrationProgress) => void;
   /** Cancels between samples. */
@@ -92,6 +94,7 @@ export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> 
       },
     },
     ...(options.granularity ? { granularity: options.granularity } : {}),
+    ...(options.fitSpace ? { fitSpace: options.fitSpace } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

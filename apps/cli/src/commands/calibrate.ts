@@ -33,6 +33,11 @@ export const calibrateCommand: Command = {
       help: "seed of the first calibration sample (keep apart from evaluation seeds)",
     },
     granularity: { type: "string", default: "channel", help: "channel | token-channel" },
+    "fit-space": {
+      type: "string",
+      default: "guided",
+      help: "guided (fit on each CFG pair's guided combination) | rows (each batch row alone)",
+    },
     out: { type: "string", default: "out/priors.safetensors", help: "priors file to write" },
   },
   async run(values) {
@@ -40,6 +45,10 @@ export const calibrateCommand: Command = {
     const granularity = values.granularity;
     if (granularity !== "channel" && granularity !== "token-channel") {
       fail(`--granularity: expected channel or token-channel, got ${JSON.stringify(granularity)}`);
+    }
+    const fitSpace = values["fit-space"];
+    if (fitSpace !== "guided" && fitSpace !== "rows") {
+      fail(`--fit-space: expected guided or rows, got ${JSON.stringify(fitSpace)}`);
     }
     const sampler = samplerSetting(values);
     const samples = intOption(values, "samples", 1, 100_000);
@@ -64,6 +73,7 @@ export const calibrateCommand: Command = {
         samples,
         firstSeed: intOption(values, "first-seed", 0, 2 ** 31 - 1),
         granularity,
+        fitSpace,
         signal,
         onProgress: (event) => {
           if (event.status !== "done") bars[event.status].update(event.sample);

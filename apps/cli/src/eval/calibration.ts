@@ -12,7 +12,7 @@ import {
 } from "@ditcache/cache";
 import { DitcacheError, writeFileAtomic } from "@ditcache/core";
 import type { DiTModel } from "@ditcache/dit";
-import { type Granularity, loadPriors, type Priors } from "@ditcache/eoc";
+import { type FitSpace, type Granularity, loadPriors, type Priors } from "@ditcache/eoc";
 import { calibrateModel, generate, type SamplerSetting, samplerDescriptor } from "@ditcache/pipeline";
 import { ProgressBar } from "../progress.js";
 
@@ -162,7 +162,7 @@ export async function dynamicThresholds(
 }
 
 /**
- * EOC priors of a static base policy at a granularity, calibrated on the calibration set (seeds
+ * EOC priors of a static base policy at a granularity and fit space, calibrated on the calibration set (seeds
  * 0..n-1) with the evaluation's sampler; cached in the folder and checked against model, sampler
  * and policy when reused.
  */
@@ -171,8 +171,11 @@ export async function eocPriors(
   baseId: string,
   policy: CachePolicy,
   granularity: Granularity,
+  fitSpace: FitSpace = "guided",
 ): Promise<Priors> {
-  const file = join(context.dir, `priors-${baseId}-${granularity}.safetensors`);
+  // The default fit space keeps the file name older runs used.
+  const suffix = fitSpace === "guided" ? "" : `-${fitSpace}fit`;
+  const file = join(context.dir, `priors-${baseId}-${granularity}${suffix}.safetensors`);
   const expected = {
     modelHash: context.modelHash,
     sampler: samplerDescriptor(context.sampler),
@@ -189,6 +192,7 @@ export async function eocPriors(
     basePolicy: policy,
     samples: context.samples,
     granularity,
+    fitSpace,
     onProgress: (event) =>
       bar.update(
         event.status === "fit"

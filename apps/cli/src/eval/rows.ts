@@ -1,4 +1,4 @@
-import type { EocOptions, Granularity } from "@ditcache/eoc";
+import type { EocOptions, FitSpace, Granularity } from "@ditcache/eoc";
 
 /** A base caching policy of the grid. */
 export interface BaseSpec {
@@ -21,7 +21,12 @@ export interface CorrectorSpec {
   /** Registry spec for the plain correctors. */
   readonly spec?: string;
   /** EOC settings (EOC rows only). */
-  readonly eoc?: { readonly options: EocOptions; readonly granularity: Granularity };
+  readonly eoc?: {
+    readonly options: EocOptions;
+    readonly granularity: Granularity;
+    /** Where the priors' coefficients are fitted. @defaultValue "guided" */
+    readonly fitSpace?: FitSpace;
+  };
 }
 
 /** One row of the grid: a base policy with a corrector (or no cache at all). */
@@ -75,6 +80,11 @@ export const ABLATIONS: readonly CorrectorSpec[] = [
     id: "eoc-noprior",
     label: "EOC, prior term off (trend only)",
     eoc: { options: { mode: "trend", prior: false }, granularity: "channel" },
+  },
+  {
+    id: "eoc-rowfit",
+    label: "EOC trend+prior, coefficients fitted per row (not on the CFG-guided pair)",
+    eoc: { options: { mode: "trend" }, granularity: "channel", fitSpace: "rows" },
   },
   {
     id: "eoc-token",

@@ -31,20 +31,35 @@ describe("readSafetensors under untrusted bytes", () => {
     expect(outcomes.get("BAD_FILE")).toBeGreaterThan(0);
   });
 
+  const valid = writeSafetensors(
+    {
+      a: { shape: [2, 3], data: new Float32Array(6).fill(1.5) },
+      b: { shape: [4], data: new Float32Array(4) },
+    },
+    { dtype: "F16", metadata: { note: "x" } },
+  );
+
   it("parses or throws a typed error for damaged copies of a valid file", () => {
-    const valid = writeSafetensors(
-      {
-        a: { shape: [2, 3], data: new Float32Array(6).fill(1.5) },
-        b: { shape: [4], data: new Float32Array(4) },
-      },
-      { dtype: "F16", metadata: { note: "x" } },
-    );
     const cases = fuzz("readSafetensors (damaged)", corruptedBytesArbitrary(valid), (bytes) => {
       const outcome = parsesOrFailsTyped(() => readSafetensors(bytes));
       if (outcome === "parsed") return;
       expect(["BAD_FILE", "UNSUPPORTED"]).toContain(outcome);
     });
     expect(cases).toBe(RUNS);
+  });
+
+  it("keeps the error on one line when damage turns a key into a tensor name holding a \\n escape", () => {
+    // A damaged copy the property above fails on (found by trying every two-byte overwrite): bytes
+    // 10 and 11 ("__" of the "__metadata__" key) become a backslash and "n". The header is still
+    // valid JSON, with a tensor "\nmetadata__" that has no dtype; its name used to be pasted raw
+    // into the message, splitting it over two lines.
+    const damaged = valid.slice();
+    expect(new TextDecoder().decode(damaged.subarray(8, 14))).toBe('{"__me');
+    damaged.set([0x5c, 0x6e], 10);
+    expect(parsesOrFailsTyped(() => readSafetensors(damaged))).toBe("BAD_FILE");
+    expect(() => readSafetensors(damaged)).toThrow(
+      'safetensors: tensor "\\nmetadata__": dtype undefined is not a safetensors dtype',
+    );
   });
 
   it("never allocates from a claimed size: a huge header length or shape is refused from the prefix alone", () => {

@@ -226,7 +226,7 @@ function parseHeader(
       if (typeof value !== "object" || value === null || Array.isArray(value))
         bad("__metadata__ is not an object");
       for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof item !== "string") bad(`__metadata__["${key}"] is ${typeof item}, expected a string`);
+        if (typeof item !== "string") bad(`__metadata__[${quote(key)}] is ${typeof item}, expected a string`);
         metadata[key] = item as string;
       }
       continue;
@@ -240,12 +240,12 @@ function parseHeader(
   for (const entry of byOffset) {
     if (entry.begin < covered) {
       bad(
-        `tensor "${entry.name}": data_offsets [${entry.begin}, ${entry.end}] overlap tensor "${previous?.name}" ending at ${covered}`,
+        `tensor ${quote(entry.name)}: data_offsets [${entry.begin}, ${entry.end}] overlap tensor ${quote(previous?.name ?? "")} ending at ${covered}`,
       );
     }
     if (entry.begin > covered) {
       bad(
-        `tensor "${entry.name}": data starts at ${entry.begin}, expected ${covered} (hole in the data section)`,
+        `tensor ${quote(entry.name)}: data starts at ${entry.begin}, expected ${covered} (hole in the data section)`,
       );
     }
     covered = entry.end;
@@ -259,11 +259,19 @@ function parseHeader(
     else if (options.unsupported !== "skip") {
       throw new DitcacheError(
         "UNSUPPORTED",
-        `${file}: tensor "${entry.name}" has dtype ${entry.dtype}, expected F32, F16 or BF16 (pass unsupported: "skip" to leave it out)`,
+        `${file}: tensor ${quote(entry.name)} has dtype ${entry.dtype}, expected F32, F16 or BF16 (pass unsupported: "skip" to leave it out)`,
       );
     }
   }
   return { entries: convertible, metadata };
+}
+
+/**
+ * A name or key from the header, quoted for an error message: JSON escapes keep the message on
+ * one line even when the (untrusted) name holds a newline, as a `\n` escape in the header does.
+ */
+function quote(text: string): string {
+  return JSON.stringify(text);
 }
 
 function isConvertible(entry: Entry): entry is ConvertibleEntry {
@@ -276,16 +284,16 @@ function parseEntry(
   dataLength: number,
   bad: (message: string) => never,
 ): Entry {
-  if (typeof value !== "object" || value === null || Array.isArray(value))
-    bad(`tensor "${name}" is not an object`);
+  const tensor = `tensor ${quote(name)}`;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) bad(`${tensor} is not an object`);
   const record = value as Record<string, unknown>;
   const dtype = record.dtype;
   if (typeof dtype !== "string" || !Object.hasOwn(ITEM_SIZES, dtype)) {
-    bad(`tensor "${name}": dtype ${JSON.stringify(dtype)} is not a safetensors dtype`);
+    bad(`${tensor}: dtype ${JSON.stringify(dtype)} is not a safetensors dtype`);
   }
   const shape = record.shape;
   if (!Array.isArray(shape) || !shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0)) {
-    bad(`tensor "${name}": shape ${JSON.stringify(shape)}, expected an array of non-negative integers`);
+    bad(`${tensor}: shape ${JSON.stringify(shape)}, expected an array of non-negative integers`);
   }
   const offsets = record.data_offsets;
   if (
@@ -293,18 +301,16 @@ function parseEntry(
     offsets.length !== 2 ||
     !offsets.every((offset) => Number.isSafeInteger(offset) && offset >= 0)
   ) {
-    bad(
-      `tensor "${name}": data_offsets ${JSON.stringify(offsets)}, expected [begin, end] non-negative integers`,
-    );
+    bad(`${tensor}: data_offsets ${JSON.stringify(offsets)}, expected [begin, end] non-negative integers`);
   }
   const [begin, end] = offsets as [number, number];
-  if (begin > end) bad(`tensor "${name}": data_offsets [${begin}, ${end}] has begin > end`);
+  if (begin > end) bad(`${tensor}: data_offsets [${begin}, ${end}] has begin > end`);
   if (end > dataLength)
-    bad(`tensor "${name}": data_offsets [${begin}, ${end}] reach past the ${dataLength}-byte data section`);
+    bad(`${tensor}: data_offsets [${begin}, ${end}] reach past the ${dataLength}-byte data section`);
   const expected = sizeOf(shape as number[]) * ITEM_SIZES[dtype as string]!;
   if (end - begin !== expected) {
     bad(
-      `tensor "${name}": ${end - begin} data bytes, expected ${expected} for ${dtype} ${formatShape(shape as number[])}`,
+      `${tensor}: ${end - begin} data bytes, expected ${expected} for ${dtype} ${formatShape(shape as number[])}`,
     );
   }
   return { name, dtype: dtype as string, shape: [...(shape as number[])], begin, end };

@@ -202,7 +202,13 @@ export const FUZZ_RUNS = 3000;
 
 /**
  * Runs a fast-check property `runs` times, prints how many cases it tried (the count the
- * reliability issue asks each run to report) and returns it, so tests can assert it.
+ * reliability issue asks each run to report) with the seed, and returns the count, so tests can
+ * assert it. The seed is random per run; a failure's message starts with the environment that
+ * replays it: `DITCACHE_FUZZ_SEED` replays the whole run (same seed, same cases in the same order),
+ * `DITCACHE_FUZZ_PATH` with it jumps straight to the shrunk counterexample.
+ *
+ * @throws Error when the property fails: the replay line, then fast-check's report (counterexample,
+ * its error); the check's error is the `cause`.
  */
 export function fuzz<T>(
   label: string,
@@ -211,13 +217,34 @@ export function fuzz<T>(
   runs = FUZZ_RUNS,
 ): number {
   let cases = 0;
-  fc.assert(
+  const seed = fuzzSeedFromEnvironment();
+  const path = process.env.DITCACHE_FUZZ_PATH;
+  const details = fc.check(
     fc.property(arbitrary, (value) => {
       cases++;
       check(value);
     }),
-    { numRuns: runs },
+    { numRuns: runs, ...(seed === undefined ? {} : { seed }), ...(path ? { path } : {}) },
   );
-  console.log(`fuzz ${label}: ${cases} cases`);
+  if (details.failed) {
+    const replay = `DITCACHE_FUZZ_SEED=${details.seed} DITCACHE_FUZZ_PATH=${details.counterexamplePath ?? ""}`;
+    throw new Error(`fuzz ${label} failed; replay with ${replay}\n${fc.defaultReportMessage(details)}`, {
+      cause: details.errorInstance,
+    });
+  }
+  // The seed is printed on success too: assertions after fuzz() (outcome counts) can still fail.
+  console.log(`fuzz ${label}: ${cases} cases (DITCACHE_FUZZ_SEED=${details.seed})`);
   return cases;
+}
+
+function fuzzSeedFromEnvironment(): number | undefined {
+  const text = process.env.DITCACHE_FUZZ_SEED;
+  if (text === undefined || text === "") return undefined;
+  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+    throw new DitcacheError(
+      "INVALID_ARGUMENT",
+      `DITCACHE_FUZZ_SEED: expected an integer seed as printed by a fuzz run, got ${JSON.stringify(text)}`,
+    );
+  }
+  return Number(text);
 }

@@ -62,6 +62,12 @@ export interface SiteCall {
   /** Multiply-accumulates one `compute()` costs, for the MAC accounting. */
   readonly macs: number;
   /**
+   * Branch sites (`attn`, `mlp`): the adaLN gate the model multiplies the returned value by,
+   * (N, channels), owned by the model and valid during the call — how much each channel of the
+   * value reaches the residual stream (EOC calibration weighs errors by it).
+   */
+  readonly gate?: Tensor;
+  /**
    * A cheap indicator some dynamic policies read (TeaCache: the timestep-modulated input of the
    * first block). Present on `blocks` sites that start at block 0.
    */

@@ -505,18 +505,32 @@ export class DiTModel {
         const block = this.#blocks[i]!;
         const mod = await modulation(i);
         const attention = await hook.run(
-          this.#call(siteId("attn", i), step, input, n, async () => {
-            const [out] = await block.attention.run([input, mod.shiftAttention, mod.scaleAttention]);
-            return out!;
-          }),
+          this.#call(
+            siteId("attn", i),
+            step,
+            input,
+            n,
+            async () => {
+              const [out] = await block.attention.run([input, mod.shiftAttention, mod.scaleAttention]);
+              return out!;
+            },
+            mod.gateAttention,
+          ),
         );
         const [afterAttention] = await this.#gatedResidual.run([input, attention, mod.gateAttention]);
         if (attention !== input) backend.dispose(attention);
         const mlp = await hook.run(
-          this.#call(siteId("mlp", i), step, afterAttention!, n, async () => {
-            const [out] = await block.mlp.run([afterAttention!, mod.shiftMlp, mod.scaleMlp]);
-            return out!;
-          }),
+          this.#call(
+            siteId("mlp", i),
+            step,
+            afterAttention!,
+            n,
+            async () => {
+              const [out] = await block.mlp.run([afterAttention!, mod.shiftMlp, mod.scaleMlp]);
+              return out!;
+            },
+            mod.gateMlp,
+          ),
         );
         const [output] = await this.#gatedResidual.run([afterAttention!, mlp, mod.gateMlp]);
         if (mlp !== afterAttention) backend.dispose(mlp);
@@ -566,8 +580,9 @@ export class DiTModel {
     input: Tensor,
     batch: number,
     compute: () => Promise<Tensor>,
+    gate?: Tensor,
   ): SiteCall {
-    return { site, step, input, compute, macs: this.siteMacs(site, batch) };
+    return { site, step, input, compute, macs: this.siteMacs(site, batch), ...(gate ? { gate } : {}) };
   }
 
   #checkInputs(x: Tensor, timesteps: readonly number[], labels: readonly number[]): number {

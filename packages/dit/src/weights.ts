@@ -77,7 +77,7 @@ export function checkWeights(
     if (!expected.has(key)) {
       throw new DitcacheError(
         "UNEXPECTED_WEIGHT",
-        `${source}: unexpected weight "${key}" (not part of a depth-${config.depth} DiT in the ${layout.name} layout)`,
+        `${source}: unexpected weight ${JSON.stringify(key)} (not part of a depth-${config.depth} DiT in the ${layout.name} layout)`,
       );
     }
   }

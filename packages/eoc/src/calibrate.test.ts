@@ -320,18 +320,19 @@ describe("fit space: the CFG-guided combination of each pair, or each row", () =
   // cond and uncond rows drift differently, so the error of the guided output w·c + (1-w)·u is
   // not the mean of the rows' errors: the two fit spaces must give different, hand-checkable gammas.
   const backend = createCpuBackend();
-  const model = trajectoryModel(backend, {
+  const modelOptions = {
     depth: 1,
     steps: 4,
-    rows: ["cond", "uncond"],
+    rows: ["cond", "uncond"] as const,
     tokens,
     channels,
-    feature: (s, step, sample, row) => {
+    feature: (s: number, step: number, sample: number, row: number) => {
       const drift = noise(300 + row, rowSize).map((v) => v * (row === 0 ? 1 : 0.2));
       const n = noise(1000 * sample + 10 * row + 100000 * step + s, rowSize);
       return drift.map((d, i) => d * step * step + 0.3 * n[i]!);
     },
-  });
+  };
+  const model = trajectoryModel(backend, modelOptions);
   const w = 4;
   const guidedDescriptor: PriorsDescriptor = { ...descriptor, sampler: { ...descriptor.sampler, cfgScale: w } };
   const run = (fitSpace: "guided" | "rows") =>
@@ -375,6 +376,43 @@ describe("fit space: the CFG-guided combination of each pair, or each row", () =
       checked++;
     }
     expect(checked).toBe(4); // 2 sites x steps 1, 3
+  });
+
+  it("gate-weighted: the error and the terms are fitted as they enter the residual stream (g ⊙ F)", async () => {
+    const gate = (_s: number, _step: number, row: number) =>
+      Float32Array.from({ length: channels }, (_, c) => (row === 0 ? 1 + c : 0.5 / (1 + c)));
+    const gatedModel = trajectoryModel(backend, { ...modelOptions, gate });
+    const priors = await calibrate({
+      runSample: (hook, i) => gatedModel.run(hook, i),
+      basePolicy: parsePolicy("fora:interval=2"),
+      steps: 4,
+      depth: 1,
+      descriptor: guidedDescriptor,
+      samples: 3,
+      granularity: "token-channel",
+      dtype: "F32",
+      gammaMax: 100,
+    });
+    expect(priors.header.calibration.gateWeighted).toBe(true);
+    const times = (x: Float32Array, row: number) => x.map((v, i) => v * gate(0, 0, row)[i % channels]!);
+    let checked = 0;
+    for (const cell of priors.cells()) {
+      const s = priors.sites.indexOf(cell.site);
+      const D = cell.difference;
+      const gatedD = times(D, 0).map((v, i) => w * v + (1 - w) * times(D, 1)[i]!);
+      let numerator = 0;
+      for (let i = 0; i < 3; i++) {
+        const err = sub(gatedModel.batch(s, cell.step, i), gatedModel.batch(s, cell.sourceStep, i));
+        const [c, u] = [times(err.subarray(0, rowSize), 0), times(err.subarray(rowSize), 1)];
+        numerator += dot(
+          c.map((value, k) => w * value + (1 - w) * u[k]!),
+          gatedD,
+        );
+      }
+      expect(cell.gamma).toBeCloseTo(Math.max(0, numerator / (3 * dot(gatedD, gatedD))), 4);
+      checked++;
+    }
+    expect(checked).toBe(4);
   });
 
   it("rejects an unknown fit space", async () => {

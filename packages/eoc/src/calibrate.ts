@@ -64,6 +64,12 @@ export interface CalibrateOptions {
    * each row alone (see {@link FitSpace}). @defaultValue "guided"
    */
   fitSpace?: FitSpace;
+  /**
+   * Weigh each channel's error by the adaLN gate the model applies to the value (`SiteCall.gate`),
+   * i.e. fit the error as it enters the residual stream, not the pre-gate value (whose large
+   * channels may be gated to almost nothing). Needs a model that passes its gates. @defaultValue true
+   */
+  gateWeighted?: boolean;
   /** Store the mean feature P (only e = ||D||/||P|| is needed at run time). @defaultValue true */
   storeMean?: boolean;
   /** Upper clip of gamma. @defaultValue 2 */
@@ -153,6 +159,8 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
   const fitSpace = options.fitSpace ?? "guided";
   if (fitSpace !== "guided" && fitSpace !== "rows")
     invalidArgument("options.fitSpace", fitSpace, '"guided" or "rows"');
+  const gateWeighted = options.gateWeighted ?? true;
+  if (typeof gateWeighted !== "boolean") invalidArgument("options.gateWeighted", gateWeighted, "true or false");
   const kappa = options.kappa ?? 0;
   if (typeof kappa !== "number" || !(kappa >= -1 && kappa <= 1))
     invalidArgument("options.kappa", kappa, "a number in [-1, 1]");
@@ -284,6 +292,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
 
   // ---------------------------------------------------------------- pass 2: fits
   const statistics = new CellStatistics(cells.length);
+  let gatesUsed = false;
   for (let sample = 0; sample < samples; sample++) {
     checkAbort();
     const fold = sample % 2;
@@ -328,6 +337,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
           input: call.input,
           macs: call.macs,
           ...(call.indicator ? { indicator: call.indicator } : {}),
+          ...(call.gate ? { gate: call.gate } : {}),
           compute: async () => {
             const out = await call.compute();
             trueValue = await active.read(out);
@@ -345,6 +355,9 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
           }
         }
         const cell = cellOf.get(`${s}@${index}`)!;
+        const gates = gateWeighted && call.gate ? await active.read(call.gate) : undefined;
+        if (gates) gatesUsed = true;
+        const gateWidth = gates ? gates.length / call.step.rows.length : 0;
         const observed: ObservedRow[] = [];
         for (const record of recorded) {
           if (record.sourceStep !== sources[s]![index]) {
@@ -363,17 +376,24 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
               const previous = rowView(record.previous.data, laneRow);
               trend = cached.map((value, i) => (value - previous[i]!) * scale);
             }
-            observed.push({ half: call.step.rows[row]!, trueValue: rowView(trueValue!, row), cached, trend });
+            const gate = gates && gates.subarray(row * gateWidth, (row + 1) * gateWidth);
+            observed.push({
+              half: call.step.rows[row]!,
+              trueValue: rowView(trueValue!, row),
+              cached,
+              trend,
+              ...(gate ? { gate } : {}),
+            });
           });
         }
-        for (const item of fitRows(observed, fitSpace, sampler.cfgScale))
+        for (const item of fitRows(observed, fitSpace, sampler.cfgScale, differences[cell]!))
           accumulateRow(
             statistics.data,
             statistics.offset(cell, fold),
             item.trueValue,
             item.cached,
             item.trend,
-            differences[cell]!,
+            item.difference,
           );
         return result;
       },
@@ -415,6 +435,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       labels: [...(calibration.labels ?? [])],
       description: calibration.description ?? "",
       fitSpace,
+      gateWeighted: gatesUsed,
     },
     defaults: {
       tau: {

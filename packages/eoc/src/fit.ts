@@ -58,6 +58,36 @@ export interface ObservedRow {
   readonly cached: Float32Array;
   /** (F_last - F_prev)·(step - last)/(last - prev); undefined with one computed value so far. */
   readonly trend: Float32Array | undefined;
+  /** The row's adaLN gate (one weight per channel), when the fit is gate-weighted. */
+  readonly gate?: Float32Array;
+}
+
+/** One row of the statistics: values weighted and combined as the fit space says, with its D. */
+export interface FitRow {
+  /** F_true. */
+  readonly trueValue: Float32Array;
+  /** F_cached. */
+  readonly cached: Float32Array;
+  /** The scaled trend, if any. */
+  readonly trend: Float32Array | undefined;
+  /** D as it enters this row (gated when the row is), broadcast over tokens when shorter. */
+  readonly difference: Float32Array;
+}
+
+/** x ⊙ gate, the gate broadcast over tokens (x is tokens x channels, channel fastest). */
+function gated(x: Float32Array, gate: Float32Array | undefined): Float32Array {
+  if (gate === undefined) return x;
+  const channels = gate.length;
+  return x.map((value, i) => value * gate[i % channels]!);
+}
+
+function weighted(row: ObservedRow, difference: Float32Array): FitRow {
+  return {
+    trueValue: gated(row.trueValue, row.gate),
+    cached: gated(row.cached, row.gate),
+    trend: row.trend && gated(row.trend, row.gate),
+    difference: gated(difference, row.gate),
+  };
 }
 
 function blend(w: number, cond: Float32Array, uncond: Float32Array): Float32Array {
@@ -65,20 +95,28 @@ function blend(w: number, cond: Float32Array, uncond: Float32Array): Float32Arra
 }
 
 /**
- * The rows the statistics are accumulated over, in the given fit space: the k-th cond row pairs
- * with the k-th uncond row (the sampler's batch layout) when `cfgScale` ≠ 1.
+ * The rows the statistics are accumulated over, in the given fit space: each value multiplied by
+ * its row's gate where one is given (the error as it enters the residual stream), and the k-th
+ * cond row paired with the k-th uncond row (the sampler's batch layout) when `cfgScale` ≠ 1.
  */
-export function fitRows(observed: readonly ObservedRow[], space: FitSpace, cfgScale: number): ObservedRow[] {
+export function fitRows(
+  observed: readonly ObservedRow[],
+  space: FitSpace,
+  cfgScale: number,
+  difference: Float32Array,
+): FitRow[] {
   const cond = observed.filter((row) => row.half === "cond");
   const uncond = observed.filter((row) => row.half === "uncond");
-  if (space === "rows" || cfgScale === 1 || cond.length !== uncond.length) return [...observed];
-  return cond.map((c, k) => {
-    const u = uncond[k]!;
+  if (space === "rows" || cfgScale === 1 || cond.length !== uncond.length)
+    return observed.map((row) => weighted(row, difference));
+  return cond.map((condRow, k) => {
+    const [c, u] = [weighted(condRow, difference), weighted(uncond[k]!, difference)];
+    // D broadcast over tokens is gated per channel, so both halves' D have one length.
     return {
-      half: "cond",
       trueValue: blend(cfgScale, c.trueValue, u.trueValue),
       cached: blend(cfgScale, c.cached, u.cached),
       trend: c.trend && u.trend ? blend(cfgScale, c.trend, u.trend) : undefined,
+      difference: blend(cfgScale, c.difference, u.difference),
     };
   });
 }

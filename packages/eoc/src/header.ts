@@ -115,6 +115,8 @@ export interface PriorsHeader {
     readonly description: string;
     /** Where the coefficients were fitted (absent in files from before the field: "rows"). */
     readonly fitSpace?: "guided" | "rows";
+    /** Whether errors were weighted by the model's adaLN gates (absent in older files: false). */
+    readonly gateWeighted?: boolean;
   };
   /** Runtime defaults. */
   readonly defaults: PriorsDefaults;

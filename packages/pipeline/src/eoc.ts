@@ -50,6 +50,8 @@ export interface CalibrateModelOptions extends SamplerSetting {
   granularity?: "channel" | "token-channel";
   /** Where the coefficients are fitted (see `calibrate` in @ditcache/eoc). @defaultValue "guided" */
   fitSpace?: FitSpace;
+  /** Weigh errors by the model's adaLN gates (see `calibrate` in @ditcache/eoc). @defaultValue true */
+  gateWeighted?: boolean;
   /** Progress of each pass. */
   onProgress?: (event: CalibrationProgress) => void;
   /** Cancels between samples. */
@@ -95,6 +97,7 @@ export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> 
     },
     ...(options.granularity ? { granularity: options.granularity } : {}),
     ...(options.fitSpace ? { fitSpace: options.fitSpace } : {}),
+    ...(options.gateWeighted !== undefined ? { gateWeighted: options.gateWeighted } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

@@ -38,6 +38,10 @@ export const calibrateCommand: Command = {
       default: "guided",
       help: "guided (fit on each CFG pair's guided combination) | rows (each batch row alone)",
     },
+    "no-gate-weights": {
+      type: "boolean",
+      help: "fit the pre-gate values as they are, not weighted by the model's adaLN gates",
+    },
     out: { type: "string", default: "out/priors.safetensors", help: "priors file to write" },
   },
   async run(values) {
@@ -74,6 +78,7 @@ export const calibrateCommand: Command = {
         firstSeed: intOption(values, "first-seed", 0, 2 ** 31 - 1),
         granularity,
         fitSpace,
+        gateWeighted: values["no-gate-weights"] !== true,
         signal,
         onProgress: (event) => {
           if (event.status !== "done") bars[event.status].update(event.sample);

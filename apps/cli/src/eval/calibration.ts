@@ -162,7 +162,7 @@ export async function dynamicThresholds(
 }
 
 /**
- * EOC priors of a static base policy at a granularity and fit space, calibrated on the calibration set (seeds
+ * EOC priors of a static base policy at a granularity and fit, calibrated on the calibration set (seeds
  * 0..n-1) with the evaluation's sampler; cached in the folder and checked against model, sampler
  * and policy when reused.
  */
@@ -171,10 +171,11 @@ export async function eocPriors(
   baseId: string,
   policy: CachePolicy,
   granularity: Granularity,
-  fitSpace: FitSpace = "guided",
+  fit: { readonly fitSpace: FitSpace; readonly gateWeighted: boolean } = { fitSpace: "guided", gateWeighted: true },
 ): Promise<Priors> {
-  // The default fit space keeps the file name older runs used.
-  const suffix = fitSpace === "guided" ? "" : `-${fitSpace}fit`;
+  const { fitSpace, gateWeighted } = fit;
+  // The default fit keeps the plain file name.
+  const suffix = `${fitSpace === "guided" ? "" : `-${fitSpace}fit`}${gateWeighted ? "" : "-nogate"}`;
   const file = join(context.dir, `priors-${baseId}-${granularity}${suffix}.safetensors`);
   const expected = {
     modelHash: context.modelHash,
@@ -193,6 +194,7 @@ export async function eocPriors(
     samples: context.samples,
     granularity,
     fitSpace,
+    gateWeighted,
     onProgress: (event) =>
       bar.update(
         event.status === "fit"

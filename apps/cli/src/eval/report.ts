@@ -139,6 +139,7 @@ export function ablationMarkdown(
     ["eoc-noprior", "prior term off (trend only)"],
     ["eoc-prior", "trend term off (prior only, gamma D)"],
     ["eoc-rowfit", "coefficients fitted per row (instead of on the CFG-guided pair)"],
+    ["eoc-nogate", "errors not weighted by the adaLN gates"],
     ["eoc-token", "granularity token-channel (instead of channel)"],
   ];
   const lines = ["# ditcache eval: EOC ablation", ""];

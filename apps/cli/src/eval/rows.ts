@@ -26,6 +26,8 @@ export interface CorrectorSpec {
     readonly granularity: Granularity;
     /** Where the priors' coefficients are fitted. @defaultValue "guided" */
     readonly fitSpace?: FitSpace;
+    /** Whether the fit weighs errors by the adaLN gates. @defaultValue true */
+    readonly gateWeighted?: boolean;
   };
 }
 
@@ -85,6 +87,11 @@ export const ABLATIONS: readonly CorrectorSpec[] = [
     id: "eoc-rowfit",
     label: "EOC trend+prior, coefficients fitted per row (not on the CFG-guided pair)",
     eoc: { options: { mode: "trend" }, granularity: "channel", fitSpace: "rows" },
+  },
+  {
+    id: "eoc-nogate",
+    label: "EOC trend+prior, errors not weighted by the adaLN gates",
+    eoc: { options: { mode: "trend" }, granularity: "channel", gateWeighted: false },
   },
   {
     id: "eoc-token",

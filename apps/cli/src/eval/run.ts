@@ -207,11 +207,11 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
     if (row.base.id !== "none") {
       const policy = await basePolicy(row);
       if (row.corrector.eoc) {
-        const { granularity, fitSpace = "guided" } = row.corrector.eoc;
-        const key = `${row.base.id}-${granularity}-${fitSpace}`;
+        const { granularity, fitSpace = "guided", gateWeighted = true } = row.corrector.eoc;
+        const key = `${row.base.id}-${granularity}-${fitSpace}-${gateWeighted}`;
         let set = priors.get(key);
         if (set === undefined) {
-          set = await eocPriors(context, row.base.id, policy, granularity, fitSpace);
+          set = await eocPriors(context, row.base.id, policy, granularity, { fitSpace, gateWeighted });
           priors.set(key, set);
         }
         const pair = eoc(policy, set, row.corrector.eoc.options);

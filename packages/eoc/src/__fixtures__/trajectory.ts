@@ -9,6 +9,8 @@ export interface TrajectoryModelOptions {
   channels: number;
   /** The value of one row at a site (block*2 + branch) and step for a sample. */
   feature: (site: number, step: number, sample: number, row: number) => Float32Array;
+  /** The adaLN gate of one row at a site and step (one value per channel); absent: no gate passed. */
+  gate?: (site: number, step: number, row: number) => Float32Array;
 }
 
 /** Returned values per "key@step". */
@@ -33,16 +35,27 @@ export function trajectoryModel(backend: Backend, options: TrajectoryModelOption
             const site = siteId(kind, block);
             const s = block * 2 + b;
             const input = backend.tensor(new Float32Array(rows.length * rowSize), [rows.length, tokens, channels]);
+            const gateOf = options.gate;
+            const gate = gateOf
+              ? backend.tensor(
+                  Float32Array.from({ length: rows.length * channels }, (_, i) =>
+                    gateOf(s, index, Math.floor(i / channels)).at(i % channels)!,
+                  ),
+                  [rows.length, channels],
+                )
+              : undefined;
             const out = await hook.run({
               site,
               step,
               input,
               macs: 1,
               compute: async () => backend.tensor(batch(s, index, sample), [rows.length, tokens, channels]),
+              ...(gate ? { gate } : {}),
             });
             returned?.set(`${site.key}@${index}`, await backend.read(out));
             backend.dispose(out);
             backend.dispose(input);
+            if (gate) backend.dispose(gate);
           }
         }
         await hook.endForward?.(step);

@@ -63,7 +63,7 @@ export interface SiteCall {
   readonly macs: number;
   /**
    * Branch sites (`attn`, `mlp`): the adaLN gate the model multiplies the returned value by,
-   * (N, channels), owned by the model and valid during the call — how much each channel of the
+   * (N, 1, channels), owned by the model and valid during the call — how much each channel of the
    * value reaches the residual stream (EOC calibration weighs errors by it).
    */
   readonly gate?: Tensor;

@@ -48,11 +48,14 @@ describe("DiTModel.forward", () => {
     const calls: SiteCall[] = [];
     const events: string[] = [];
     let indicatorShape: readonly number[] = [];
+    const gates = new Map<string, Float32Array>();
     const hook: SiteHook = {
       beginForward: (step) => void events.push(`begin ${step.index}`),
       run: async (call) => {
         calls.push(call);
         if (call.indicator) indicatorShape = (await call.indicator()).shape;
+        // The gate is the model's, valid during the call only: read it now.
+        if (call.gate) gates.set(call.site.key, await backend.read(call.gate));
         return call.compute();
       },
       endForward: (step) => void events.push(`end ${step.index}`),
@@ -75,6 +78,12 @@ describe("DiTModel.forward", () => {
     expect(calls[0]!.indicator).toBeTypeOf("function");
     expect(calls[1]!.indicator).toBeUndefined();
     expect(indicatorShape).toEqual([2, 16, 32]);
+    // Branch sites carry their adaLN gate, (N, 1, hidden), distinct per site; block sites none.
+    expect([...gates.keys()]).toEqual(["block0.attn", "block0.mlp", "block1.attn", "block1.mlp"]);
+    expect(calls.filter((call) => call.gate).map((call) => call.gate!.shape)).toEqual(
+      Array(4).fill([2, 1, 32]),
+    );
+    expect(gates.get("block0.attn")).not.toEqual(gates.get("block0.mlp"));
   });
 
   it("re-applies the current gate to what the hook returns (a zero branch = zeroed fc2)", async () => {

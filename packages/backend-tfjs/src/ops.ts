@@ -66,14 +66,16 @@ function pool(kind: "max" | "avg", x: tf.Tensor, options: Pool2dOptions): tf.Ten
   return toChannelsFirst(pooled);
 }
 
-/** What a backend tells {@link createTfjsOps} about its engine and its long-lived tensors. */
+/** What a backend tells {@link createTfjsOps} about its engine. */
 export interface TfjsOpsOptions {
   /**
-   * Given: linear multiplies by (in, out) weights, using this cached transpose of a long-lived
-   * (out, in) weight, or a per-call transpose where it returns `undefined`. Absent: linear uses
-   * a transposed matmul. @defaultValue absent
+   * Runs linear as `(W · xᵀ)ᵀ`: the weight is the LEFT operand of an untransposed matmul, in its
+   * own (out, in) layout. tfjs-wasm sends only untransposed batch-1 matmuls to XNNPACK, and
+   * XNNPACK keeps a packed copy of the RIGHT operand for as long as that tensor lives: with the
+   * weight on the left, the packed copy is of the per-call xᵀ (freed with it), so each weight
+   * stays in wasm memory exactly once. @defaultValue false (a transposed matmul `x · Wᵀ`)
    */
-  transposedWeight?(weight: tf.Tensor): tf.Tensor | undefined;
+  weightFirstLinear?: boolean;
   /**
    * Runs attention as one 2-D matmul pair per (batch, head): the wasm engine sends matmuls with
    * a batch above 1 to a plain loop instead of XNNPACK. @defaultValue false
@@ -193,16 +195,13 @@ export function createTfjsOps(options: TfjsOpsOptions = {}): Ops<tf.Tensor> {
       }
       // One 2-D GEMM over all leading dims.
       const rows = tf.reshape(x, [-1, inFeatures]) as tf.Tensor2D;
-      let out: tf.Tensor;
-      if (options.transposedWeight === undefined) {
-        const product = tf.matMul(rows, weight, false, true);
-        out = bias === undefined ? product : tf.add(product, bias);
-      } else {
-        // On an (in, out) weight: wasm runs only untransposed batch-1 matmuls on XNNPACK
-        // (transposeB is ~10x slower, and with a fused bias wrong in tfjs 4.22).
-        const transposed = options.transposedWeight(weight) ?? tf.transpose(weight);
-        out = tf.fused.matMul({ a: rows, b: transposed as tf.Tensor2D, bias });
-      }
+      // weightFirstLinear: (out, in) @ (in, rows) on XNNPACK, then back to (rows, out); the two
+      // transposes move activations only. The bias is added apart: fused, it would broadcast
+      // along the rows of (out, rows).
+      const product = options.weightFirstLinear
+        ? tf.transpose(tf.matMul(weight as tf.Tensor2D, tf.transpose(rows)))
+        : tf.matMul(rows, weight, false, true);
+      const out = bias === undefined ? product : tf.add(product, bias);
       return tf.reshape(out, [...x.shape.slice(0, -1), outFeatures]);
     },
 

@@ -8,6 +8,12 @@ import { createTfjsOps } from "./ops.js";
 export interface TfjsBackend extends Backend {
   /** The tfjs engine this backend's tensors live on. */
   readonly engine: TfjsEngine;
+  /**
+   * Bytes of the engine's WebAssembly memory on 'wasm': it grows on demand up to its 4 GiB cap
+   * and never shrinks, so this is the peak so far (of every tfjs-wasm user in the process).
+   * `undefined` on the other engines.
+   */
+  wasmMemoryBytes(): number | undefined;
   /** Disposes every tensor this backend created that is still alive; the backend is unusable after. */
   close(): Promise<void>;
 }
@@ -25,7 +31,15 @@ class TfjsTensor implements Tensor {
   }
 }
 
-const NO_PARAMS: ReadonlySet<tf.Tensor> = new Set();
+/** The part of tfjs-wasm's Emscripten module used here (`BackendWasm.wasm`, a public field). */
+interface WasmModule {
+  readonly HEAPU8: Uint8Array;
+  _malloc(bytes: number): number;
+  _free(pointer: number): void;
+}
+
+/** tfjs-wasm 4.22's cap on its WebAssembly memory (4 GiB less one 64 KiB page). */
+const WASM_MEMORY_CAP = 4 * 2 ** 30 - 2 ** 16;
 
 /**
  * The tfjs {@link Backend}. tfjs has ONE global engine with one current backend, so each entry
@@ -37,10 +51,6 @@ const NO_PARAMS: ReadonlySet<tf.Tensor> = new Set();
 export class TfjsBackendImpl implements TfjsBackend {
   readonly name: string;
   private readonly live = new Set<TfjsTensor>();
-  // (in, out) copies of the params linear uses as weights, made on first use, freed with the param.
-  private readonly transposedParams = new Map<tf.Tensor, tf.Tensor>();
-  // Params of the unit being built: only these are long-lived enough to cache a transpose of.
-  private currentParams: ReadonlySet<tf.Tensor> = NO_PARAMS;
   private readonly ops: Ops<tf.Tensor>;
   private closed = false;
 
@@ -51,21 +61,12 @@ export class TfjsBackendImpl implements TfjsBackend {
   ) {
     this.name = `tfjs-${engine}`;
     const wasm = engine === "wasm";
-    this.ops = createTfjsOps({
-      // Costs a second copy of every linear weight; wasm needs it for its fast matmul path.
-      ...(wasm && { transposedWeight: (weight: tf.Tensor) => this.transposedParam(weight) }),
-      perHeadAttention: wasm,
-    });
+    // On wasm: XNNPACK for linear without a second copy of any weight, and for attention.
+    this.ops = createTfjsOps({ weightFirstLinear: wasm, perHeadAttention: wasm });
   }
 
-  private transposedParam(weight: tf.Tensor): tf.Tensor | undefined {
-    if (!this.currentParams.has(weight)) return undefined;
-    let transposed = this.transposedParams.get(weight);
-    if (transposed === undefined) {
-      transposed = tf.keep(tf.transpose(weight)); // kept out of the enclosing tidy
-      this.transposedParams.set(weight, transposed);
-    }
-    return transposed;
+  wasmMemoryBytes(): number | undefined {
+    return this.wasmModule()?.HEAPU8.length;
   }
 
   tensor(data: Float32Array, shape: readonly number[]): Tensor {
@@ -81,6 +82,7 @@ export class TfjsBackendImpl implements TfjsBackend {
       );
     }
     this.activate();
+    this.reserveWasmMemory(data.byteLength);
     return this.adopt(tf.tensor(data, [...shape], "float32"));
   }
 
@@ -95,8 +97,6 @@ export class TfjsBackendImpl implements TfjsBackend {
       invalidArgument("tensor", tensor, `a tensor of backend "${this.name}"`);
     }
     this.live.delete(tensor);
-    this.transposedParams.get(tensor.value)?.dispose();
-    this.transposedParams.delete(tensor.value);
     tensor.value.dispose(); // a no-op on an already disposed tfjs tensor
   }
 
@@ -124,9 +124,7 @@ export class TfjsBackendImpl implements TfjsBackend {
 
   async close(): Promise<void> {
     for (const tensor of this.live) tensor.value.dispose();
-    for (const transposed of this.transposedParams.values()) transposed.dispose();
     this.live.clear();
-    this.transposedParams.clear();
     this.closed = true;
   }
 
@@ -139,30 +137,24 @@ export class TfjsBackendImpl implements TfjsBackend {
       params[key] = this.unwrap(`unit.params.${key}`, t);
     const owned = new Set<tf.Tensor>([...xs, ...Object.values(params)]);
     this.activate();
-    this.currentParams = new Set(Object.values(params));
-    let outputs: tf.Tensor[];
-    try {
-      // tidy disposes every tensor the unit made except the returned ones, even when build throws.
-      outputs = tf.tidy(() => {
-        const result = unit.build(this.ops, xs, params);
-        if (!Array.isArray(result) || result.some((o) => !(o instanceof tf.Tensor))) {
-          throw new DitcacheError(
-            "INVALID_ARGUMENT",
-            `unit "${unit.name}": build must return an array of tensors`,
-          );
-        }
-        // Outputs are new tensors owned by the caller: never hand back an input, a param or the
-        // same tensor twice (disposing one would free the other).
-        const seen = new Set<tf.Tensor>();
-        return result.map((o) => {
-          const fresh = owned.has(o) || seen.has(o) ? tf.clone(o) : o;
-          seen.add(fresh);
-          return fresh;
-        });
+    // tidy disposes every tensor the unit made except the returned ones, even when build throws.
+    const outputs = tf.tidy(() => {
+      const result = unit.build(this.ops, xs, params);
+      if (!Array.isArray(result) || result.some((o) => !(o instanceof tf.Tensor))) {
+        throw new DitcacheError(
+          "INVALID_ARGUMENT",
+          `unit "${unit.name}": build must return an array of tensors`,
+        );
+      }
+      // Outputs are new tensors owned by the caller: never hand back an input, a param or the
+      // same tensor twice (disposing one would free the other).
+      const seen = new Set<tf.Tensor>();
+      return result.map((o) => {
+        const fresh = owned.has(o) || seen.has(o) ? tf.clone(o) : o;
+        seen.add(fresh);
+        return fresh;
       });
-    } finally {
-      this.currentParams = NO_PARAMS;
-    }
+    });
     return outputs.map((o) => this.adopt(o));
   }
 
@@ -186,6 +178,37 @@ export class TfjsBackendImpl implements TfjsBackend {
 
   private assertOpen(): void {
     if (this.closed) throw new DitcacheError("INVALID_ARGUMENT", `backend "${this.name}" was closed`);
+  }
+
+  /** tfjs-wasm's Emscripten module, on the wasm engine. */
+  private wasmModule(): WasmModule | undefined {
+    if (this.engine !== "wasm") return undefined;
+    return (tf.findBackend(this.tfjsName) as unknown as { wasm?: WasmModule } | undefined)?.wasm;
+  }
+
+  /**
+   * Throws when wasm memory cannot take `bytes` more. tfjs-wasm 4.22 does not check its own
+   * allocations: when its memory cannot grow, malloc returns address 0 and the tensor's data is
+   * written there, over the engine's state. A probe of the same size, freed at once, is what
+   * the allocation that follows gets back.
+   */
+  private reserveWasmMemory(bytes: number): void {
+    const module = this.wasmModule();
+    if (module === undefined || bytes === 0) return;
+    // Sizes this close to 4 GiB never fit (the module's own data lies below the heap), and the
+    // allocator's 32-bit size arithmetic wraps on them: they must not reach malloc.
+    let pointer = bytes > WASM_MEMORY_CAP - 2 ** 16 ? 0 : module._malloc(bytes) >>> 0;
+    if (pointer !== 0 && pointer + bytes > module.HEAPU8.length) {
+      module._free(pointer); // a wrapped size: not the block asked for
+      pointer = 0;
+    }
+    if (pointer === 0) {
+      throw new DitcacheError(
+        "UNSUPPORTED",
+        `${this.name}: out of WebAssembly memory at ${(module.HEAPU8.length / 1e9).toFixed(2)} GB (tfjs-wasm caps it at 4 GiB): no room for a tensor of ${(bytes / 1e6).toFixed(1)} MB; use a smaller model or another engine`,
+      );
+    }
+    module._free(pointer);
   }
 
   /** Makes this engine tfjs's current backend; a no-op unless another tfjs backend switched it. */

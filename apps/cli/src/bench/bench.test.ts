@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { parseCommandArgs } from "../args.js";
 import { benchCommand } from "../commands/bench.js";
 import { type BenchReport, markdownReport, priorsSizes } from "./report.js";
-import type { CacheResult, ForwardResult } from "./tasks.js";
+import { type CacheResult, type ForwardResult, tfjsForwardRuns } from "./tasks.js";
 import { lazyRandomWeights, weightBytes } from "./weights.js";
 
 describe("bench helpers", () => {
@@ -38,6 +38,7 @@ describe("bench helpers", () => {
       threads: 2,
       weightBytes: 1e8,
       gflopForward: 12,
+      runs: 3,
       firstForwardMs: 900,
       forwardMsMedian: 200,
       forwardMsMin: 190,
@@ -46,6 +47,18 @@ describe("bench helpers", () => {
       ddimMs: 4000,
       ddimCpuMs: 8000,
       peakRssBytes: 3e8,
+    };
+    const tfjs: ForwardResult = {
+      ...forward,
+      backend: "tfjs:wasm",
+      firstForwardMs: 3000,
+      forwardMsMedian: 2400,
+      forwardCpuMsMedian: 2400,
+      ddimSteps: 0,
+      ddimMs: null,
+      ddimCpuMs: null,
+      peakRssBytes: 4e8,
+      wasmMemoryBytes: 2.5e8,
     };
     const variant = (name: string, ms: number, macsRatio: number) => ({
       name,
@@ -78,6 +91,7 @@ describe("bench helpers", () => {
         {
           preset: "DiT-S/2",
           onnx: forward,
+          tfjs,
           torch: {
             preset: "DiT-S/2",
             threads: 2,
@@ -88,7 +102,7 @@ describe("bench helpers", () => {
             gflops: 12,
             peak_rss_mb: 500,
           },
-          errors: [],
+          errors: ["tfjs:wasm failed: out of WebAssembly memory | somewhere"],
         },
       ],
       cache: [cache],
@@ -97,12 +111,31 @@ describe("bench helpers", () => {
     const markdown = markdownReport(report, new Map([["DiT-S/2", ditPreset("DiT-S/2")]]));
     // onnx row: 12 GFLOP in 0.2 s = 60 GFLOP/s (30 per CPU-second), 3x the weights, half PyTorch's time.
     expect(markdown).toContain(
-      "| DiT-S/2 | onnx | 2 | 900 | 200.0 | 60.0 | 30.0 | 4000 (20 steps) | 0.30 (3.00x) | 0.50 | 0.50 |",
+      "| DiT-S/2 | onnx | 2 | 900 | 200.0 | 60.0 | 30.0 | 4000 (20 steps) | 0.30 (3.00x) | 1.00 | 0.50 | 0.50 |",
+    );
+    // tfjs-wasm row: forward only, 12x onnx's time, its wasm memory next to the process's RSS.
+    expect(markdown).toContain(
+      "| DiT-S/2 | tfjs:wasm | 2 | 3000 | 2400.0 | 5.0 | 5.0 | — | 0.40 (4.00x); wasm 0.25 | 12.00 | — | — |",
+    );
+    expect(markdown).toContain(
+      "| DiT-S/2 | PyTorch 2.13 eager | 2 | — | 400.0 | 30.0 | — | 8000 (20 steps) | 0.52 (5.24x) | 2.00 | 1 | 1 |",
+    );
+    // A failed row keeps the table's shape: one cell per column (12).
+    const failed = markdown.split("\n").find((line) => line.includes("tfjs:wasm failed"))!;
+    expect(failed).toBe(
+      "| DiT-S/2 | tfjs:wasm failed: out of WebAssembly memory / somewhere | | | | | | | | | | |",
     );
     // FORA 50%: 4000 / 2200 = 1.82x measured, 2x ideal, 0.91 of ideal, 4.4 CPU-s, 20 MB.
     expect(markdown).toContain("| 2200 | 1.82 | 2.00 | 0.91 | 4.40 | 0.91 | 20.0 |");
     expect(markdown).toContain("EOC adds **2.00%** wall-clock");
     expect(markdown).toContain("- a note");
+  });
+
+  it("times one tfjs-wasm forward for models above DiT-S/2's work, as many as asked up to it", () => {
+    expect(tfjsForwardRuns("DiT-S/2", 3)).toBe(3);
+    expect(tfjsForwardRuns("DiT-S/8", 3)).toBe(3);
+    expect(tfjsForwardRuns("DiT-B/2", 3)).toBe(1);
+    expect(tfjsForwardRuns("DiT-XL/2", 3)).toBe(1);
   });
 
   it("rejects unknown presets and rows with one-line errors naming the option", async () => {

@@ -13,7 +13,7 @@ export interface BenchReport {
   readonly notes: readonly string[];
 }
 
-/** One preset's backend rows: ONNX, the PyTorch reference and (for DiT-S/2) tfjs-wasm. */
+/** One preset's backend rows: ONNX, the PyTorch reference and tfjs-wasm (forward only). */
 export interface BackendRow {
   readonly preset: string;
   readonly onnx?: ForwardResult;
@@ -59,28 +59,31 @@ export function markdownReport(report: BenchReport, configs: ReadonlyMap<string,
   if (report.backend.length > 0) {
     lines.push("## Backend speed (one process per row, same threads)", "");
     lines.push(
-      "| model | engine | threads | first forward ms | forward ms (median) | GFLOP/s | GFLOP per CPU-s | DDIM ms | peak RSS GB (x weights) | onnx / PyTorch forward | onnx / PyTorch DDIM |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| model | engine | threads | first forward ms | forward ms (median) | GFLOP/s | GFLOP per CPU-s | DDIM ms | peak RSS GB (x weights); tfjs: wasm memory GB | forward / onnx | onnx / PyTorch forward | onnx / PyTorch DDIM |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const row of report.backend) {
       const torch = row.torch;
+      const perOnnx = (ms: number) => (row.onnx ? fixed(ms / row.onnx.forwardMsMedian, 2) : "—");
       for (const result of [row.onnx, row.tfjs]) {
         if (result === undefined) continue;
         const isOnnx = result === row.onnx;
         const ddimLabel =
           result.ddimMs === null ? "—" : `${fixed(result.ddimMs, 0)} (${result.ddimSteps} steps)`;
+        const wasm =
+          result.wasmMemoryBytes === undefined ? "" : `; wasm ${fixed(result.wasmMemoryBytes / 1e9, 2)}`;
         lines.push(
-          `| ${row.preset} | ${result.backend} | ${result.threads} | ${fixed(result.firstForwardMs, 0)} | ${fixed(result.forwardMsMedian, 1)} | ${fixed(result.gflopForward / (result.forwardMsMedian / 1000), 1)} | ${fixed(result.gflopForward / (result.forwardCpuMsMedian / 1000), 1)} | ${ddimLabel} | ${fixed(result.peakRssBytes / 1e9, 2)} (${fixed(result.peakRssBytes / result.weightBytes, 2)}x) | ${isOnnx && torch ? fixed(result.forwardMsMedian / torch.ms_forward_median, 2) : "—"} | ${isOnnx && torch?.ms_ddim20 && result.ddimSteps === 20 && result.ddimMs !== null ? fixed(result.ddimMs / torch.ms_ddim20, 2) : "—"} |`,
+          `| ${row.preset} | ${result.backend} | ${result.threads} | ${fixed(result.firstForwardMs, 0)} | ${fixed(result.forwardMsMedian, 1)} | ${fixed(result.gflopForward / (result.forwardMsMedian / 1000), 1)} | ${fixed(result.gflopForward / (result.forwardCpuMsMedian / 1000), 1)} | ${ddimLabel} | ${fixed(result.peakRssBytes / 1e9, 2)} (${fixed(result.peakRssBytes / result.weightBytes, 2)}x)${wasm} | ${perOnnx(result.forwardMsMedian)} | ${isOnnx && torch ? fixed(result.forwardMsMedian / torch.ms_forward_median, 2) : "—"} | ${isOnnx && torch?.ms_ddim20 && result.ddimSteps === 20 && result.ddimMs !== null ? fixed(result.ddimMs / torch.ms_ddim20, 2) : "—"} |`,
         );
       }
       if (torch) {
         const weights = row.onnx?.weightBytes;
         lines.push(
-          `| ${row.preset} | PyTorch ${torch.torch} eager | ${torch.threads} | — | ${fixed(torch.ms_forward_median, 1)} | ${fixed(torch.gflops / (torch.ms_forward_median / 1000), 1)} | — | ${torch.ms_ddim20 === null ? "—" : `${fixed(torch.ms_ddim20, 0)} (20 steps)`} | ${fixed((torch.peak_rss_mb * 2 ** 20) / 1e9, 2)}${weights ? ` (${fixed((torch.peak_rss_mb * 2 ** 20) / weights, 2)}x)` : ""} | 1 | 1 |`,
+          `| ${row.preset} | PyTorch ${torch.torch} eager | ${torch.threads} | — | ${fixed(torch.ms_forward_median, 1)} | ${fixed(torch.gflops / (torch.ms_forward_median / 1000), 1)} | — | ${torch.ms_ddim20 === null ? "—" : `${fixed(torch.ms_ddim20, 0)} (20 steps)`} | ${fixed((torch.peak_rss_mb * 2 ** 20) / 1e9, 2)}${weights ? ` (${fixed((torch.peak_rss_mb * 2 ** 20) / weights, 2)}x)` : ""} | ${perOnnx(torch.ms_forward_median)} | 1 | 1 |`,
         );
       }
       for (const error of row.errors)
-        lines.push(`| ${row.preset} | ${error.replaceAll("|", "/")} | | | | | | | | | |`);
+        lines.push(`| ${row.preset} | ${error.replaceAll("|", "/")} | | | | | | | | | | |`);
     }
     lines.push("");
   }

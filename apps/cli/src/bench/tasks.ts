@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { type CachePolicy, parsePolicy } from "@ditcache/cache";
-import type { Backend } from "@ditcache/core";
+import { type Backend, DitcacheError } from "@ditcache/core";
 import { type DiTModel, type DiTPresetName, ditMacs, ditPreset } from "@ditcache/dit";
 import { eoc } from "@ditcache/eoc";
 import { calibrateModel, createBackend, generate } from "@ditcache/pipeline";
@@ -42,6 +42,8 @@ export interface ForwardResult {
   readonly weightBytes: number;
   /** Analytic GFLOP of one batch-2 forward (2 x MACs of @ditcache/dit's ditMacs). */
   readonly gflopForward: number;
+  /** Timed forwards after the first. */
+  readonly runs: number;
   /** First forward, compiling every unit. */
   readonly firstForwardMs: number;
   readonly forwardMsMedian: number;
@@ -56,6 +58,11 @@ export interface ForwardResult {
   readonly ddimCpuMs: number | null;
   /** Process peak resident set size (maxRSS) in bytes. */
   readonly peakRssBytes: number;
+  /**
+   * tfjs-wasm only: its WebAssembly memory after the runs, i.e. its peak (it never shrinks).
+   * tfjs-wasm caps it at 4 GiB.
+   */
+  readonly wasmMemoryBytes?: number;
 }
 
 /** One cache variant row. */
@@ -89,6 +96,14 @@ export interface CacheResult {
 
 const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
 
+/**
+ * Timed forwards of a tfjs-wasm row: `runs` up to DiT-S/2's work, one above (at ~10 GFLOP/s a
+ * DiT-XL/2 forward takes ~20-30 s on tfjs-wasm, after a compiling forward as long).
+ */
+export function tfjsForwardRuns(preset: DiTPresetName, runs: number): number {
+  return ditMacs(ditPreset(preset)).forward <= ditMacs(ditPreset("DiT-S/2")).forward ? runs : 1;
+}
+
 /** Runs a task in this process. */
 export async function runTask(task: BenchTask): Promise<ForwardResult | CacheResult> {
   return task.kind === "forward" ? runForward(task) : runCache(task);
@@ -108,8 +123,21 @@ async function makeBackend(spec: string, threads: number): Promise<Backend> {
 }
 
 async function runForward(task: Extract<BenchTask, { kind: "forward" }>): Promise<ForwardResult> {
-  const config = ditPreset(task.preset);
   const backend = await makeBackend(task.backend, task.threads);
+  try {
+    return await measureForward(task, backend);
+  } catch (error) {
+    throw withWasmMemory(error, backend);
+  } finally {
+    await backend.close?.();
+  }
+}
+
+async function measureForward(
+  task: Extract<BenchTask, { kind: "forward" }>,
+  backend: Backend,
+): Promise<ForwardResult> {
+  const config = ditPreset(task.preset);
   const model = randomModel(config, backend);
   const batch = 2;
   const side = config.inputSize;
@@ -143,12 +171,14 @@ async function runForward(task: Extract<BenchTask, { kind: "forward" }>): Promis
       ddimCpuMs = cpuMsSince(cpuStart);
       ddimMs = result.milliseconds;
     }
+    const wasm = wasmMemoryBytes(backend);
     return {
       preset: task.preset,
       backend: task.backend,
       threads: task.threads,
       weightBytes: weightBytes(config),
       gflopForward: (2 * ditMacs(config).forward * batch) / 1e9,
+      runs: task.runs,
       firstForwardMs,
       forwardMsMedian: times[Math.floor(times.length / 2)]!,
       forwardMsMin: times[0]!,
@@ -157,12 +187,34 @@ async function runForward(task: Extract<BenchTask, { kind: "forward" }>): Promis
       ddimMs,
       ddimCpuMs,
       peakRssBytes: peakRss(),
+      ...(wasm !== undefined && { wasmMemoryBytes: wasm }),
     };
   } finally {
     backend.dispose(x);
     model.dispose();
-    await backend.close?.();
   }
+}
+
+/**
+ * What `TfjsBackend.wasmMemoryBytes()` reports for a tfjs-wasm backend; undefined for any other.
+ * Asked by shape: the CLI reaches backend-tfjs only through the pipeline's `createBackend`.
+ */
+function wasmMemoryBytes(backend: Backend): number | undefined {
+  const report = (backend as Partial<{ wasmMemoryBytes(): number | undefined }>).wasmMemoryBytes;
+  return typeof report === "function" ? report.call(backend) : undefined;
+}
+
+/** A tfjs-wasm failure says how full its (4 GiB at most) WebAssembly memory was. */
+function withWasmMemory(error: unknown, backend: Backend): unknown {
+  const wasm = wasmMemoryBytes(backend);
+  const message = error instanceof Error ? error.message.split("\n")[0]! : String(error);
+  // backend-tfjs's own out-of-memory error already says it.
+  if (wasm === undefined || message.includes("WebAssembly memory")) return error;
+  return new DitcacheError(
+    DitcacheError.isInstance(error) ? error.code : "UNSUPPORTED",
+    `${message} (WebAssembly memory at ${(wasm / 1e9).toFixed(2)} GB of tfjs-wasm's 4 GiB cap)`,
+    { cause: error },
+  );
 }
 
 interface Variant {

@@ -13,7 +13,13 @@ import {
   torchPython,
 } from "../bench/child.js";
 import { type BackendRow, type BenchReport, markdownReport } from "../bench/report.js";
-import { type BenchTask, type CacheResult, type ForwardResult, runTask } from "../bench/tasks.js";
+import {
+  type BenchTask,
+  type CacheResult,
+  type ForwardResult,
+  runTask,
+  tfjsForwardRuns,
+} from "../bench/tasks.js";
 import { fail } from "../output.js";
 
 const ROWS = ["backend", "cache", "eoc"] as const;
@@ -82,6 +88,7 @@ export const benchCommand: Command = {
     const backendRows: BackendRow[] = [];
     if (rows.has("backend")) {
       const python = torchPython();
+      const tfjsOneRun: string[] = [];
       if (python === undefined) notes.push(TORCH_SETUP_HINT);
       for (const preset of presets) {
         const row: {
@@ -94,12 +101,12 @@ export const benchCommand: Command = {
           preset,
           errors: [],
         };
-        const forwardTask = (backend: string, ddimSteps: number): BenchTask => ({
+        const forwardTask = (backend: string, ddimSteps: number, forwardRuns = runs): BenchTask => ({
           kind: "forward",
           preset,
           backend,
           threads,
-          runs,
+          runs: forwardRuns,
           ddimSteps,
         });
         log(`${preset}: onnx forward x${runs} + DDIM ${steps}`);
@@ -112,14 +119,20 @@ export const benchCommand: Command = {
             runTorch(python, { preset, threads, runs, ddim20: steps === 20 }),
           );
         }
-        if (preset === "DiT-S/2") {
-          log(`${preset}: tfjs-wasm forward x${runs}`);
-          row.tfjs = await attempt(row.errors, "tfjs:wasm", () =>
-            runTaskInChild<ForwardResult>(forwardTask("tfjs:wasm", 0)),
-          );
-        }
+        // Forward only: at ~10 GFLOP/s (one thread) a 20-step DDIM of DiT-XL/2 on tfjs-wasm would
+        // take ~10 minutes.
+        const tfjsRuns = tfjsForwardRuns(preset, runs);
+        if (tfjsRuns < runs) tfjsOneRun.push(preset);
+        log(`${preset}: tfjs-wasm forward x${tfjsRuns}`);
+        row.tfjs = await attempt(row.errors, "tfjs:wasm", () =>
+          runTaskInChild<ForwardResult>(forwardTask("tfjs:wasm", 0, tfjsRuns)),
+        );
         backendRows.push(row);
       }
+      if (tfjsOneRun.length > 0)
+        notes.push(
+          `tfjs-wasm rows of ${tfjsOneRun.join(", ")}: one timed forward after the compiling one (each takes tens of seconds there).`,
+        );
       if (steps !== 20)
         notes.push(
           `PyTorch's DDIM column needs --steps 20 (tools/reference/bench_torch.py times ddim20 only).`,

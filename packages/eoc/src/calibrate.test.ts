@@ -335,9 +335,9 @@ describe("fit space: the CFG-guided combination of each pair, or each row", () =
   const model = trajectoryModel(backend, modelOptions);
   const w = 4;
   const guidedDescriptor: PriorsDescriptor = { ...descriptor, sampler: { ...descriptor.sampler, cfgScale: w } };
-  const run = (fitSpace: "guided" | "rows") =>
+  const run = (fitSpace: "guided" | "rows", source = model) =>
     calibrate({
-      runSample: (hook, i) => model.run(hook, i),
+      runSample: (hook, i) => source.run(hook, i),
       basePolicy: parsePolicy("fora:interval=2"),
       steps: 4,
       depth: 1,
@@ -382,17 +382,7 @@ describe("fit space: the CFG-guided combination of each pair, or each row", () =
     const gate = (_s: number, _step: number, row: number) =>
       Float32Array.from({ length: channels }, (_, c) => (row === 0 ? 1 + c : 0.5 / (1 + c)));
     const gatedModel = trajectoryModel(backend, { ...modelOptions, gate });
-    const priors = await calibrate({
-      runSample: (hook, i) => gatedModel.run(hook, i),
-      basePolicy: parsePolicy("fora:interval=2"),
-      steps: 4,
-      depth: 1,
-      descriptor: guidedDescriptor,
-      samples: 3,
-      granularity: "token-channel",
-      dtype: "F32",
-      gammaMax: 100,
-    });
+    const priors = await run("guided", gatedModel);
     expect(priors.header.calibration.gateWeighted).toBe(true);
     const times = (x: Float32Array, row: number) => x.map((v, i) => v * gate(0, 0, row)[i % channels]!);
     let checked = 0;
@@ -413,6 +403,30 @@ describe("fit space: the CFG-guided combination of each pair, or each row", () =
       checked++;
     }
     expect(checked).toBe(4);
+  });
+
+  it("fits on the trend-corrected run by default (reused branches get F_last + trend), or on plain reuse", async () => {
+    for (const fitTrajectory of ["trend-corrected", "reuse"] as const) {
+      const returned: Returned = new Map();
+      const priors = await calibrate({
+        runSample: (hook, i) => model.run(hook, i, returned),
+        basePolicy: parsePolicy("fora:interval=2"),
+        steps: 4,
+        depth: 1,
+        descriptor: guidedDescriptor,
+        samples: 1,
+        ...(fitTrajectory === "reuse" ? { fitTrajectory } : {}),
+      });
+      expect(priors.header.calibration.fitTrajectory).toBe(fitTrajectory);
+      // Pass 2 (the last run) at step 3 reuses step 2 with step 0 before it: scale 1/2.
+      const [f2, f0] = [model.batch(0, 2, 0), model.batch(0, 0, 0)];
+      const expected = fitTrajectory === "reuse" ? f2 : f2.map((v, k) => 1.5 * v - 0.5 * f0[k]!);
+      const got = returned.get("block0.attn@3")!;
+      for (let k = 0; k < got.length; k++) expect(got[k]).toBeCloseTo(expected[k]!, 5);
+      // Step 1 has no trend yet: plain reuse in both.
+      const f1 = returned.get("block0.attn@1")!;
+      for (let k = 0; k < f1.length; k++) expect(f1[k]).toBeCloseTo(model.batch(0, 0, 0)[k]!, 6);
+    }
   });
 
   it("rejects an unknown fit space", async () => {

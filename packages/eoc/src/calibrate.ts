@@ -11,7 +11,15 @@ import {
   type StepInfo,
   sizeOf,
 } from "@ditcache/core";
-import { accumulateRow, CellStatistics, type FitLimits, type FitSpace, fitRows, type ObservedRow } from "./fit.js";
+import {
+  accumulateRow,
+  CellStatistics,
+  type FitLimits,
+  type FitSpace,
+  type FitTrajectory,
+  fitRows,
+  type ObservedRow,
+} from "./fit.js";
 import {
   type CellEntry,
   type Granularity,
@@ -64,6 +72,15 @@ export interface CalibrateOptions {
    * each row alone (see {@link FitSpace}). @defaultValue "guided"
    */
   fitSpace?: FitSpace;
+  /**
+   * The trajectory the coefficients are fitted on, in pass 2. "reuse": the base policy with plain
+   * reuse — its errors pile up, so the caching error measured there belongs to a run far from
+   * the uncached one. "trend-corrected": reused branches get the first-order forecast
+   * F_last + trend, which keeps the run close to the uncached one, where a fitted corrector keeps
+   * it too. On the demo model the coefficients fitted on the plain-reuse run made final samples
+   * worse than plain reuse (docs/results). @defaultValue "trend-corrected"
+   */
+  fitTrajectory?: FitTrajectory;
   /**
    * Weigh each channel's error by the adaLN gate the model applies to the value (`SiteCall.gate`),
    * i.e. fit the error as it enters the residual stream, not the pre-gate value (whose large
@@ -120,10 +137,12 @@ function norm(values: Float32Array): number {
  * 1. Uncached: running means P[site][step] of every branch output the base policy decides on;
  *    then D[site][step] = P[step] - P[src(step)] (= mean_i (F_i[step] - F_i[src(step)]), since the
  *    same samples enter both means) and e = ||D|| / ||P[step]|| at every cell the policy reuses.
- * 2. Cached with shadow compute: the base policy runs for real (plain reuse), and at every reused
+ * 2. Cached with shadow compute: the base policy runs for real (reused branches get the
+ *    first-order forecast F_last + trend, or plain reuse: `fitTrajectory`), and at every reused
  *    branch the true value is computed too; per cell the dot products of the true error
  *    F_true - F_cached with the trend (F_last - F_prev)·(step - last)/(last - prev) and with D
- *    are summed: the normal equations of gamma, of (a, b) and of the trend-only gain.
+ *    are summed — per CFG pair in the guided combination, gate-weighted (`fitSpace`,
+ *    `gateWeighted`): the normal equations of gamma, of (a, b) and of the trend-only gain.
  *
  * Memory is fixed by sites x steps (running means, seven sums per cell and fold), never by the
  * number of samples. Rows are split by sample parity into two folds to choose tau on held-out rows.
@@ -159,6 +178,9 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
   const fitSpace = options.fitSpace ?? "guided";
   if (fitSpace !== "guided" && fitSpace !== "rows")
     invalidArgument("options.fitSpace", fitSpace, '"guided" or "rows"');
+  const fitTrajectory = options.fitTrajectory ?? "trend-corrected";
+  if (fitTrajectory !== "trend-corrected" && fitTrajectory !== "reuse")
+    invalidArgument("options.fitTrajectory", fitTrajectory, '"trend-corrected" or "reuse"');
   const gateWeighted = options.gateWeighted ?? true;
   if (typeof gateWeighted !== "boolean") invalidArgument("options.gateWeighted", gateWeighted, "true or false");
   const kappa = options.kappa ?? 0;
@@ -311,6 +333,15 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
             cached: await context.backend.read(context.cached),
             previous: previous && { step: previous.step, data: await context.backend.read(previous.value) },
           });
+          if (fitTrajectory === "trend-corrected" && previous !== undefined) {
+            // Keep the run near the uncached trajectory (where the final corrector keeps it):
+            // F_last + (F_last - F_prev)·(step - last)/(last - prev), the first-order forecast.
+            const scale = (context.step.index - context.sourceStep) / (context.sourceStep - previous.step);
+            return context.math.combine([
+              { tensor: context.cached, weight: 1 + scale },
+              { tensor: previous.value, weight: -scale },
+            ]);
+          }
         }
         return context.cached;
       },
@@ -436,6 +467,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       description: calibration.description ?? "",
       fitSpace,
       gateWeighted: gatesUsed,
+      fitTrajectory,
     },
     defaults: {
       tau: {

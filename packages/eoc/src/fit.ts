@@ -48,6 +48,9 @@ const ratio = (numerator: number, denominator: number): number =>
  */
 export type FitSpace = "guided" | "rows";
 
+/** The cached trajectory the fits are measured on (see `CalibrateOptions.fitTrajectory`). */
+export type FitTrajectory = "trend-corrected" | "reuse";
+
 /** One observed batch row at a reused cell: the true value, the cached one and the scaled trend. */
 export interface ObservedRow {
   /** CFG half of the row. */

@@ -117,6 +117,8 @@ export interface PriorsHeader {
     readonly fitSpace?: "guided" | "rows";
     /** Whether errors were weighted by the model's adaLN gates (absent in older files: false). */
     readonly gateWeighted?: boolean;
+    /** The pass-2 trajectory of the fits (absent in older files: "reuse"). */
+    readonly fitTrajectory?: "trend-corrected" | "reuse";
   };
   /** Runtime defaults. */
   readonly defaults: PriorsDefaults;

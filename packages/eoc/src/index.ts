@@ -1,7 +1,7 @@
 export type { CalibrateOptions, CalibrationProgress } from "./calibrate.js";
 export { calibrate } from "./calibrate.js";
 export type { EocCorrector, EocOptions } from "./corrector.js";
-export type { FitSpace } from "./fit.js";
+export type { FitSpace, FitTrajectory } from "./fit.js";
 export { eoc, eocCorrector } from "./corrector.js";
 export type {
   CalibrationReport,

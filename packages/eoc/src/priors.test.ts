@@ -75,6 +75,9 @@ describe("priors file", () => {
       seeds: [0, 1, 2],
       labels: [3, 4, 5],
       description: "three seeds",
+      fitSpace: "guided",
+      gateWeighted: false, // the synthetic model passes no gates
+      fitTrajectory: "trend-corrected",
     });
   });
 

@@ -1,6 +1,6 @@
 import type { CachePolicy } from "@ditcache/cache";
 import type { DiTModel } from "@ditcache/dit";
-import type { FitSpace, SamplerDescriptor } from "@ditcache/eoc";
+import type { FitSpace, FitTrajectory, SamplerDescriptor } from "@ditcache/eoc";
 import {
   type CalibrationProgress,
   calibrate,
@@ -52,6 +52,8 @@ export interface CalibrateModelOptions extends SamplerSetting {
   fitSpace?: FitSpace;
   /** Weigh errors by the model's adaLN gates (see `calibrate` in @ditcache/eoc). @defaultValue true */
   gateWeighted?: boolean;
+  /** The pass-2 trajectory of the fits (see `calibrate` in @ditcache/eoc). @defaultValue "trend-corrected" */
+  fitTrajectory?: FitTrajectory;
   /** Progress of each pass. */
   onProgress?: (event: CalibrationProgress) => void;
   /** Cancels between samples. */
@@ -98,6 +100,7 @@ export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> 
     ...(options.granularity ? { granularity: options.granularity } : {}),
     ...(options.fitSpace ? { fitSpace: options.fitSpace } : {}),
     ...(options.gateWeighted !== undefined ? { gateWeighted: options.gateWeighted } : {}),
+    ...(options.fitTrajectory ? { fitTrajectory: options.fitTrajectory } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

@@ -38,6 +38,11 @@ export const calibrateCommand: Command = {
       default: "guided",
       help: "guided (fit on each CFG pair's guided combination) | rows (each batch row alone)",
     },
+    "fit-trajectory": {
+      type: "string",
+      default: "trend-corrected",
+      help: "run the fits are measured on: trend-corrected (reused branches forecast F_last + trend) | reuse (plain reuse)",
+    },
     "no-gate-weights": {
       type: "boolean",
       help: "fit the pre-gate values as they are, not weighted by the model's adaLN gates",
@@ -53,6 +58,10 @@ export const calibrateCommand: Command = {
     const fitSpace = values["fit-space"];
     if (fitSpace !== "guided" && fitSpace !== "rows") {
       fail(`--fit-space: expected guided or rows, got ${JSON.stringify(fitSpace)}`);
+    }
+    const fitTrajectory = values["fit-trajectory"];
+    if (fitTrajectory !== "trend-corrected" && fitTrajectory !== "reuse") {
+      fail(`--fit-trajectory: expected trend-corrected or reuse, got ${JSON.stringify(fitTrajectory)}`);
     }
     const sampler = samplerSetting(values);
     const samples = intOption(values, "samples", 1, 100_000);
@@ -79,6 +88,7 @@ export const calibrateCommand: Command = {
         granularity,
         fitSpace,
         gateWeighted: values["no-gate-weights"] !== true,
+        fitTrajectory,
         signal,
         onProgress: (event) => {
           if (event.status !== "done") bars[event.status].update(event.sample);

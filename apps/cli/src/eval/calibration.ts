@@ -12,7 +12,7 @@ import {
 } from "@ditcache/cache";
 import { DitcacheError, writeFileAtomic } from "@ditcache/core";
 import type { DiTModel } from "@ditcache/dit";
-import { type FitSpace, type Granularity, loadPriors, type Priors } from "@ditcache/eoc";
+import { type FitSpace, type FitTrajectory, type Granularity, loadPriors, type Priors } from "@ditcache/eoc";
 import { calibrateModel, generate, type SamplerSetting, samplerDescriptor } from "@ditcache/pipeline";
 import { ProgressBar } from "../progress.js";
 
@@ -171,11 +171,18 @@ export async function eocPriors(
   baseId: string,
   policy: CachePolicy,
   granularity: Granularity,
-  fit: { readonly fitSpace: FitSpace; readonly gateWeighted: boolean } = { fitSpace: "guided", gateWeighted: true },
+  fit: {
+    readonly fitSpace: FitSpace;
+    readonly gateWeighted: boolean;
+    readonly fitTrajectory: FitTrajectory;
+  } = { fitSpace: "guided", gateWeighted: true, fitTrajectory: "trend-corrected" },
 ): Promise<Priors> {
-  const { fitSpace, gateWeighted } = fit;
+  const { fitSpace, gateWeighted, fitTrajectory } = fit;
   // The default fit keeps the plain file name.
-  const suffix = `${fitSpace === "guided" ? "" : `-${fitSpace}fit`}${gateWeighted ? "" : "-nogate"}`;
+  const suffix =
+    (fitSpace === "guided" ? "" : `-${fitSpace}fit`) +
+    (gateWeighted ? "" : "-nogate") +
+    (fitTrajectory === "trend-corrected" ? "" : `-${fitTrajectory}run`);
   const file = join(context.dir, `priors-${baseId}-${granularity}${suffix}.safetensors`);
   const expected = {
     modelHash: context.modelHash,
@@ -195,6 +202,7 @@ export async function eocPriors(
     granularity,
     fitSpace,
     gateWeighted,
+    fitTrajectory,
     onProgress: (event) =>
       bar.update(
         event.status === "fit"

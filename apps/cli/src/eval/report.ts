@@ -140,6 +140,7 @@ export function ablationMarkdown(
     ["eoc-prior", "trend term off (prior only, gamma D)"],
     ["eoc-rowfit", "coefficients fitted per row (instead of on the CFG-guided pair)"],
     ["eoc-nogate", "errors not weighted by the adaLN gates"],
+    ["eoc-reusefit", "coefficients fitted on the plain-reuse run (instead of the trend-corrected one)"],
     ["eoc-token", "granularity token-channel (instead of channel)"],
   ];
   const lines = ["# ditcache eval: EOC ablation", ""];

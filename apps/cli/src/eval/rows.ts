@@ -1,4 +1,4 @@
-import type { EocOptions, FitSpace, Granularity } from "@ditcache/eoc";
+import type { EocOptions, FitSpace, FitTrajectory, Granularity } from "@ditcache/eoc";
 
 /** A base caching policy of the grid. */
 export interface BaseSpec {
@@ -28,6 +28,8 @@ export interface CorrectorSpec {
     readonly fitSpace?: FitSpace;
     /** Whether the fit weighs errors by the adaLN gates. @defaultValue true */
     readonly gateWeighted?: boolean;
+    /** The pass-2 trajectory of the fit. @defaultValue "trend-corrected" */
+    readonly fitTrajectory?: FitTrajectory;
   };
 }
 
@@ -92,6 +94,11 @@ export const ABLATIONS: readonly CorrectorSpec[] = [
     id: "eoc-nogate",
     label: "EOC trend+prior, errors not weighted by the adaLN gates",
     eoc: { options: { mode: "trend" }, granularity: "channel", gateWeighted: false },
+  },
+  {
+    id: "eoc-reusefit",
+    label: "EOC trend+prior, coefficients fitted on the plain-reuse run",
+    eoc: { options: { mode: "trend" }, granularity: "channel", fitTrajectory: "reuse" },
   },
   {
     id: "eoc-token",

@@ -207,11 +207,16 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
     if (row.base.id !== "none") {
       const policy = await basePolicy(row);
       if (row.corrector.eoc) {
-        const { granularity, fitSpace = "guided", gateWeighted = true } = row.corrector.eoc;
-        const key = `${row.base.id}-${granularity}-${fitSpace}-${gateWeighted}`;
+        const { granularity } = row.corrector.eoc;
+        const fit = {
+          fitSpace: row.corrector.eoc.fitSpace ?? "guided",
+          gateWeighted: row.corrector.eoc.gateWeighted ?? true,
+          fitTrajectory: row.corrector.eoc.fitTrajectory ?? "trend-corrected",
+        } as const;
+        const key = `${row.base.id}-${granularity}-${fit.fitSpace}-${fit.gateWeighted}-${fit.fitTrajectory}`;
         let set = priors.get(key);
         if (set === undefined) {
-          set = await eocPriors(context, row.base.id, policy, granularity, { fitSpace, gateWeighted });
+          set = await eocPriors(context, row.base.id, policy, granularity, fit);
           priors.set(key, set);
         }
         const pair = eoc(policy, set, row.corrector.eoc.options);

@@ -334,7 +334,10 @@ describe("fit space: the CFG-guided combination of each pair, or each row", () =
   };
   const model = trajectoryModel(backend, modelOptions);
   const w = 4;
-  const guidedDescriptor: PriorsDescriptor = { ...descriptor, sampler: { ...descriptor.sampler, cfgScale: w } };
+  const guidedDescriptor: PriorsDescriptor = {
+    ...descriptor,
+    sampler: { ...descriptor.sampler, cfgScale: w },
+  };
   const run = (fitSpace: "guided" | "rows", source = model) =>
     calibrate({
       runSample: (hook, i) => source.run(hook, i),

@@ -182,7 +182,8 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
   if (fitTrajectory !== "trend-corrected" && fitTrajectory !== "reuse")
     invalidArgument("options.fitTrajectory", fitTrajectory, '"trend-corrected" or "reuse"');
   const gateWeighted = options.gateWeighted ?? true;
-  if (typeof gateWeighted !== "boolean") invalidArgument("options.gateWeighted", gateWeighted, "true or false");
+  if (typeof gateWeighted !== "boolean")
+    invalidArgument("options.gateWeighted", gateWeighted, "true or false");
   const kappa = options.kappa ?? 0;
   if (typeof kappa !== "number" || !(kappa >= -1 && kappa <= 1))
     invalidArgument("options.kappa", kappa, "a number in [-1, 1]");
@@ -407,7 +408,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
               const previous = rowView(record.previous.data, laneRow);
               trend = cached.map((value, i) => (value - previous[i]!) * scale);
             }
-            const gate = gates && gates.subarray(row * gateWidth, (row + 1) * gateWidth);
+            const gate = gates?.subarray(row * gateWidth, (row + 1) * gateWidth);
             observed.push({
               half: call.step.rows[row]!,
               trueValue: rowView(trueValue!, row),

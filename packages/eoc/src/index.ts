@@ -1,8 +1,8 @@
 export type { CalibrateOptions, CalibrationProgress } from "./calibrate.js";
 export { calibrate } from "./calibrate.js";
 export type { EocCorrector, EocOptions } from "./corrector.js";
-export type { FitSpace, FitTrajectory } from "./fit.js";
 export { eoc, eocCorrector } from "./corrector.js";
+export type { FitSpace, FitTrajectory } from "./fit.js";
 export type {
   CalibrationReport,
   CalibrationSetDescriptor,

@@ -1,4 +1,4 @@
-import { type CachePolicy, type Corrector, createCacheEngine } from "@ditcache/cache";
+import { type CachePolicy, type Corrector, createCacheEngine, taylorCorrector } from "@ditcache/cache";
 import {
   type Backend,
   type BatchHalf,
@@ -316,6 +316,8 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
   // ---------------------------------------------------------------- pass 2: fits
   const statistics = new CellStatistics(cells.length);
   let gatesUsed = false;
+  // F_last + (F_last - F_prev)·(step - last)/(last - prev): the order-1 Taylor forecast.
+  const forecast = fitTrajectory === "trend-corrected" ? taylorCorrector({ order: 1 }) : undefined;
   for (let sample = 0; sample < samples; sample++) {
     checkAbort();
     const fold = sample % 2;
@@ -334,15 +336,8 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
             cached: await context.backend.read(context.cached),
             previous: previous && { step: previous.step, data: await context.backend.read(previous.value) },
           });
-          if (fitTrajectory === "trend-corrected" && previous !== undefined) {
-            // Keep the run near the uncached trajectory (where the final corrector keeps it):
-            // F_last + (F_last - F_prev)·(step - last)/(last - prev), the first-order forecast.
-            const scale = (context.step.index - context.sourceStep) / (context.sourceStep - previous.step);
-            return context.math.combine([
-              { tensor: context.cached, weight: 1 + scale },
-              { tensor: previous.value, weight: -scale },
-            ]);
-          }
+          // The forecast keeps the run near the uncached trajectory, where the final corrector keeps it.
+          if (forecast) return forecast.correct(context);
         }
         return context.cached;
       },

@@ -161,6 +161,23 @@ export async function dynamicThresholds(
   return out;
 }
 
+/** How an EOC row's priors are fitted; an absent field takes `calibrate`'s default. */
+export interface EocFit {
+  readonly fitSpace?: FitSpace;
+  readonly gateWeighted?: boolean;
+  readonly fitTrajectory?: FitTrajectory;
+}
+
+/** Name of a priors set in the calibration folder (and of its file); the default fit keeps the plain name. */
+export function eocPriorsName(baseId: string, granularity: Granularity, fit: EocFit): string {
+  return (
+    `priors-${baseId}-${granularity}` +
+    (fit.fitSpace === "rows" ? "-rowsfit" : "") +
+    (fit.gateWeighted === false ? "-nogate" : "") +
+    (fit.fitTrajectory === "reuse" ? "-reuserun" : "")
+  );
+}
+
 /**
  * EOC priors of a static base policy at a granularity and fit, calibrated on the calibration set (seeds
  * 0..n-1) with the evaluation's sampler; cached in the folder and checked against model, sampler
@@ -171,19 +188,9 @@ export async function eocPriors(
   baseId: string,
   policy: CachePolicy,
   granularity: Granularity,
-  fit: {
-    readonly fitSpace: FitSpace;
-    readonly gateWeighted: boolean;
-    readonly fitTrajectory: FitTrajectory;
-  } = { fitSpace: "guided", gateWeighted: true, fitTrajectory: "trend-corrected" },
+  fit: EocFit,
 ): Promise<Priors> {
-  const { fitSpace, gateWeighted, fitTrajectory } = fit;
-  // The default fit keeps the plain file name.
-  const suffix =
-    (fitSpace === "guided" ? "" : `-${fitSpace}fit`) +
-    (gateWeighted ? "" : "-nogate") +
-    (fitTrajectory === "trend-corrected" ? "" : `-${fitTrajectory}run`);
-  const file = join(context.dir, `priors-${baseId}-${granularity}${suffix}.safetensors`);
+  const file = join(context.dir, `${eocPriorsName(baseId, granularity, fit)}.safetensors`);
   const expected = {
     modelHash: context.modelHash,
     sampler: samplerDescriptor(context.sampler),
@@ -200,9 +207,7 @@ export async function eocPriors(
     basePolicy: policy,
     samples: context.samples,
     granularity,
-    fitSpace,
-    gateWeighted,
-    fitTrajectory,
+    ...fit,
     onProgress: (event) =>
       bar.update(
         event.status === "fit"

@@ -1,4 +1,5 @@
-import type { EocOptions, FitSpace, FitTrajectory, Granularity } from "@ditcache/eoc";
+import type { EocOptions, Granularity } from "@ditcache/eoc";
+import type { EocFit } from "./calibration.js";
 
 /** A base caching policy of the grid. */
 export interface BaseSpec {
@@ -21,16 +22,7 @@ export interface CorrectorSpec {
   /** Registry spec for the plain correctors. */
   readonly spec?: string;
   /** EOC settings (EOC rows only). */
-  readonly eoc?: {
-    readonly options: EocOptions;
-    readonly granularity: Granularity;
-    /** Where the priors' coefficients are fitted. @defaultValue "guided" */
-    readonly fitSpace?: FitSpace;
-    /** Whether the fit weighs errors by the adaLN gates. @defaultValue true */
-    readonly gateWeighted?: boolean;
-    /** The pass-2 trajectory of the fit. @defaultValue "trend-corrected" */
-    readonly fitTrajectory?: FitTrajectory;
-  };
+  readonly eoc?: EocFit & { readonly options: EocOptions; readonly granularity: Granularity };
 }
 
 /** One row of the grid: a base policy with a corrector (or no cache at all). */

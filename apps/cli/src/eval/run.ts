@@ -29,6 +29,7 @@ import {
   type CalibrationContext,
   dynamicThresholds,
   eocPriors,
+  eocPriorsName,
   LEARNED_BUDGET,
   learnedBase,
   type ThresholdChoice,
@@ -207,19 +208,14 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
     if (row.base.id !== "none") {
       const policy = await basePolicy(row);
       if (row.corrector.eoc) {
-        const { granularity } = row.corrector.eoc;
-        const fit = {
-          fitSpace: row.corrector.eoc.fitSpace ?? "guided",
-          gateWeighted: row.corrector.eoc.gateWeighted ?? true,
-          fitTrajectory: row.corrector.eoc.fitTrajectory ?? "trend-corrected",
-        } as const;
-        const key = `${row.base.id}-${granularity}-${fit.fitSpace}-${fit.gateWeighted}-${fit.fitTrajectory}`;
+        const { granularity, options, ...fit } = row.corrector.eoc;
+        const key = eocPriorsName(row.base.id, granularity, fit);
         let set = priors.get(key);
         if (set === undefined) {
           set = await eocPriors(context, row.base.id, policy, granularity, fit);
           priors.set(key, set);
         }
-        const pair = eoc(policy, set, row.corrector.eoc.options);
+        const pair = eoc(policy, set, options);
         eocCorrector = pair.corrector;
         setting = { policy, corrector: pair.corrector as Corrector };
       } else {

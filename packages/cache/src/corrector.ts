@@ -1,4 +1,4 @@
-import type { Backend, BatchHalf, SiteId, StepInfo, Tensor } from "@ditcache/core";
+import type { Backend, BatchHalf, SiteId, StepInfo, Tensor, WeightedTerm } from "@ditcache/core";
 
 /** One computed value a site produced, with the step it was computed at. */
 export interface ComputedValue {
@@ -14,8 +14,8 @@ export interface CacheMath {
   add(a: Tensor, b: Tensor): Promise<Tensor>;
   /** a - b. */
   sub(a: Tensor, b: Tensor): Promise<Tensor>;
-  /** Σ weight_i · tensor_i (tensors of one shape), as one compiled unit. */
-  combine(terms: readonly { readonly tensor: Tensor; readonly weight: number }[]): Promise<Tensor>;
+  /** Σ weight_i · tensor_i (tensors of one shape, or broadcasting to the first's), as one compiled unit. */
+  combine(terms: readonly WeightedTerm[]): Promise<Tensor>;
 }
 
 /** Everything a corrector may use to turn a cached value into the value used at a reused step. */
@@ -58,4 +58,12 @@ export interface Corrector {
   readonly historyLength: number;
   /** The value to use at a reused site. */
   correct(context: CorrectionContext): Promise<Tensor>;
+  /**
+   * Optional: the value `correct` returns, as Σ weight_i · tensor_i left unevaluated, for the
+   * engine to hand to a model that applies it inside its gated residual (one unit instead of a
+   * combine and then the residual). Its tensors are history values of the context or tensors
+   * the corrector keeps until it is disposed, never new ones; `[{ tensor: context.cached,
+   * weight: 1 }]` is plain reuse. Without it the engine calls `correct`.
+   */
+  correctTerms?(context: CorrectionContext): Promise<readonly WeightedTerm[]>;
 }

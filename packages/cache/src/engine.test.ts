@@ -1,7 +1,8 @@
 import { createCpuBackend } from "@ditcache/backend-cpu";
-import { DitcacheError } from "@ditcache/core";
+import { DitcacheError, isWeightedSum, type SiteHook } from "@ditcache/core";
 import { describe, expect, it } from "vitest";
 import { createCacheEngine } from "./engine.js";
+import { TensorMath } from "./math.js";
 import { parseCorrector, parsePolicy } from "./registry.js";
 import { createSyntheticModel, trackTensors } from "./testing/index.js";
 
@@ -93,6 +94,40 @@ describe("CacheEngine", () => {
     expect(summary.signals.indicator!.count).toBe(steps - 1);
     expect(summary.decisions[steps - 1]).toBe("C");
     expect(summary.decisions.some((cells) => cells === "R")).toBe(true);
+  });
+
+  it("runBranch answers reused branches with the corrector's terms: the samples of run, nothing leaked", async () => {
+    for (const corrector of ["reuse", "taylor:order=1", "goc"]) {
+      const reference = await run("fora:interval=2", { corrector });
+      const backend = trackTensors(createCpuBackend());
+      const math = new TensorMath(backend);
+      const engine = createCacheEngine({
+        policy: parsePolicy("fora:interval=2"),
+        corrector: parseCorrector(corrector),
+      });
+      const sums: number[] = [];
+      // Evaluates each sum as a model would (the synthetic model only calls run).
+      const hook: SiteHook = {
+        beginForward: (step, b) => engine.beginForward(step, b),
+        endForward: () => engine.endForward(),
+        run: async (call) => {
+          const value = await engine.runBranch(call);
+          if (!isWeightedSum(value)) return value;
+          sums.push(value.terms.length);
+          return math.combine(value.terms);
+        },
+      };
+      const sample = await model.sample({ backend, hook, steps, rows: ["cond", "uncond"] });
+      expect(engine.summary().decisions).toEqual(reference.summary.decisions);
+      engine.dispose();
+      expect(backend.live).toBe(0);
+      // 8 branch sites reused at 5 steps; the first reuse has one computed value (plain reuse).
+      expect(sums.length).toBe(40);
+      expect(Math.max(...sums)).toBe(corrector === "reuse" ? 1 : 2);
+      sample.forEach((value, i) => {
+        expect(value).toBeCloseTo(reference.sample[i]!, 6);
+      });
+    }
   });
 
   it("rejects bad use with clear errors", async () => {

@@ -3,6 +3,7 @@ import {
   type BatchHalf,
   DitcacheError,
   invalidArgument,
+  isWeightedSum,
   type SiteCall,
   type SiteHook,
   type SiteId,
@@ -10,6 +11,7 @@ import {
   siteId,
   sizeOf,
   type Tensor,
+  type WeightedSum,
 } from "@ditcache/core";
 import type { ComputedValue, CorrectionContext, Corrector } from "./corrector.js";
 import { reuseCorrector } from "./correctors/reuse.js";
@@ -198,6 +200,21 @@ export class CacheEngine implements SiteHook {
 
   /** Computes or reuses one site. */
   async run(call: SiteCall): Promise<Tensor> {
+    const value = await this.enter(call, false);
+    return isWeightedSum(value) ? this.math!.combine(value.terms) : value;
+  }
+
+  /**
+   * Computes or reuses one branch site; a value reused for the whole batch comes back as the
+   * corrector's terms (history tensors the engine keeps, priors the corrector keeps), which the
+   * model applies inside its gated residual: no copy of the cached value, no combined tensor.
+   */
+  runBranch(call: SiteCall): Promise<Tensor | WeightedSum> {
+    return this.enter(call, true);
+  }
+
+  /** `sum`: a whole-batch reused branch may be answered as a weighted sum. */
+  private async enter(call: SiteCall, sum: boolean): Promise<Tensor | WeightedSum> {
     this.ensureOpen();
     if (this.step === undefined || this.step.index !== call.step.index) {
       // Models that skip beginForward still get one forward per step.
@@ -213,7 +230,7 @@ export class CacheEngine implements SiteHook {
     this.noteSite(call.site);
     this.inFlight++;
     try {
-      return await this.dispatch(call);
+      return await this.dispatch(call, sum);
     } finally {
       this.inFlight--;
     }
@@ -221,7 +238,7 @@ export class CacheEngine implements SiteHook {
 
   // ---------------------------------------------------------------- dispatch
 
-  private async dispatch(call: SiteCall): Promise<Tensor> {
+  private async dispatch(call: SiteCall, sum: boolean): Promise<Tensor | WeightedSum> {
     const site = call.site;
     if (site.kind === "blocks") {
       await this.measureIndicator(call);
@@ -231,7 +248,7 @@ export class CacheEngine implements SiteHook {
       return this.computePlain(call, "residual");
     }
     if (site.kind === "block") return this.processBlock(call);
-    if (this.handled.has(site.kind)) return this.processSite(call, "branch");
+    if (this.handled.has(site.kind)) return this.processSite(call, "branch", sum);
     return this.computePlain(call, "branch");
   }
 
@@ -279,11 +296,25 @@ export class CacheEngine implements SiteHook {
   }
 
   /** A site the policy decides on (branch output or residual of a block / the whole stack). */
-  private async processSite(call: SiteCall, kind: "branch" | "residual"): Promise<Tensor> {
+  private processSite(call: SiteCall, kind: "residual"): Promise<Tensor>;
+  private processSite(
+    call: SiteCall,
+    kind: "branch" | "residual",
+    sum: boolean,
+  ): Promise<Tensor | WeightedSum>;
+  private async processSite(
+    call: SiteCall,
+    kind: "branch" | "residual",
+    sum = false,
+  ): Promise<Tensor | WeightedSum> {
     const site = call.site;
     const decided = this.decideLanes(site, call.input, kind);
     if (decided.every((entry) => entry.decision === "reuse")) {
-      const out = await this.reuseAll(site, decided, call.input, kind);
+      const whole = decided.length === 1 && decided[0]!.lane.whole;
+      const out =
+        sum && whole && kind === "branch"
+          ? await this.reuseAsSum(site, decided[0]!)
+          : await this.reuseAll(site, decided, call.input, kind);
       this.skip(call, site);
       this.record(site, "R");
       return out;
@@ -374,11 +405,35 @@ export class CacheEngine implements SiteHook {
     entry: LaneDecision,
     kind: "branch" | "residual",
   ): Promise<{ tensor: Tensor; borrowed: boolean }> {
+    const context = this.correctionContext(site, entry, kind);
+    const tensor = await this.corrector.correct(context);
+    return { tensor, borrowed: context.history.some((item) => item.value === tensor) };
+  }
+
+  /** A branch reused for the whole batch, as the corrector's terms (a borrowed value: weight 1). */
+  private async reuseAsSum(site: SiteId, entry: LaneDecision): Promise<Tensor | WeightedSum> {
+    let out: Tensor | WeightedSum;
+    if (this.corrector.correctTerms !== undefined) {
+      out = { terms: await this.corrector.correctTerms(this.correctionContext(site, entry, "branch")) };
+    } else {
+      const { tensor, borrowed } = await this.corrected(site, entry, "branch");
+      out = borrowed ? { terms: [{ tensor, weight: 1 }] } : tensor;
+    }
+    this.noteReuse(site, [entry]);
+    return out;
+  }
+
+  /** What the corrector sees for one lane. */
+  private correctionContext(
+    site: SiteId,
+    entry: LaneDecision,
+    kind: "branch" | "residual",
+  ): CorrectionContext {
     const { state, lane } = entry;
     const history = state.history;
     const source = history[0]!;
     const step = this.step!;
-    const context: CorrectionContext = {
+    return {
       site,
       key: site.key,
       half: lane.half,
@@ -391,8 +446,6 @@ export class CacheEngine implements SiteHook {
       backend: this.backend!,
       math: this.math!,
     };
-    const tensor = await this.corrector.correct(context);
-    return { tensor, borrowed: history.some((item) => item.value === tensor) };
   }
 
   private async reuseAll(

@@ -1,4 +1,4 @@
-import type { Backend, Executable, Ops, Tensor, Unit } from "@ditcache/core";
+import type { Backend, Executable, Ops, Tensor, Unit, WeightedTerm } from "@ditcache/core";
 import type { CacheMath } from "./corrector.js";
 
 /** Where one output row comes from: a part index and a row inside that part. */
@@ -68,7 +68,7 @@ export class TensorMath implements CacheMath {
   }
 
   /** Σ weight_i · tensor_i; the weights travel as scalar inputs so one graph serves all weights. */
-  async combine(terms: readonly { readonly tensor: Tensor; readonly weight: number }[]): Promise<Tensor> {
+  async combine(terms: readonly WeightedTerm[]): Promise<Tensor> {
     const count = terms.length;
     const weights = terms.map((term) => this.backend.tensor(Float32Array.of(term.weight), []));
     try {

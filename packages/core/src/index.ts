@@ -31,6 +31,15 @@ export type {
 } from "./safetensors.js";
 export { readSafetensors, readSafetensorsFile, writeSafetensors } from "./safetensors.js";
 export { assertShape, broadcastShapes, formatShape, normalizeAxis, sizeOf } from "./shape.js";
-export type { BatchHalf, SiteCall, SiteHook, SiteId, SiteKind, StepInfo } from "./site.js";
-export { computeHook, siteId } from "./site.js";
+export type {
+  BatchHalf,
+  SiteCall,
+  SiteHook,
+  SiteId,
+  SiteKind,
+  StepInfo,
+  WeightedSum,
+  WeightedTerm,
+} from "./site.js";
+export { computeHook, isWeightedSum, siteId } from "./site.js";
 export type { DType, Tensor } from "./tensor.js";

@@ -47,6 +47,12 @@ export interface StepInfo {
   readonly timestep: number;
   /** Row layout of the batch: one entry per row, tagged explicitly (never inferred from call parity). */
   readonly rows: readonly BatchHalf[];
+  /**
+   * The timestep of every step of the run, in sampling order (`timesteps[index] === timestep`),
+   * when the sampler knows them up front: a model may then prepare work for the whole run at once
+   * (the DiT computes every step's adaLN modulation in one batched pass).
+   */
+  readonly timesteps?: readonly number[];
 }
 
 /** One call of a site during a forward, handed to the active {@link SiteHook}. */
@@ -74,6 +80,27 @@ export interface SiteCall {
   readonly indicator?: () => Promise<Tensor>;
 }
 
+/** One term of a {@link WeightedSum}. */
+export interface WeightedTerm {
+  /** The value's shape, or one that broadcasts to it (a per-channel prior (D,), say). */
+  readonly tensor: Tensor;
+  readonly weight: number;
+}
+
+/**
+ * A branch value left unevaluated, Σ weight_i · tensor_i (from {@link SiteHook.runBranch}). Its
+ * tensors stay the hook's: the model disposes none of them and uses them before it calls the
+ * hook again.
+ */
+export interface WeightedSum {
+  readonly terms: readonly WeightedTerm[];
+}
+
+/** Whether a {@link SiteHook.runBranch} answer is a {@link WeightedSum} (else a tensor). */
+export function isWeightedSum(value: Tensor | WeightedSum): value is WeightedSum {
+  return Array.isArray((value as Partial<WeightedSum>).terms);
+}
+
 /**
  * The seam between a model and a cache: the model calls `run` at every cacheable site. The
  * default hook computes; a cache engine is another implementation. The model knows nothing else
@@ -84,6 +111,13 @@ export interface SiteHook {
   beginForward?(step: StepInfo, backend: Backend): void | Promise<void>;
   /** Returns the value the site produces at this call (computed or reused). */
   run(call: SiteCall): Promise<Tensor>;
+  /**
+   * Optional, branch sites (`attn`, `mlp`) only: like `run`, but may answer a reused value as a
+   * {@link WeightedSum} for the model to apply in its gated residual, x + gate · Σ w_i T_i, as
+   * one unit (no copy or combined tensor made first). A model that supports it calls it instead
+   * of `run` at branch sites; a hook that wraps another one and reads its values leaves it out.
+   */
+  runBranch?(call: SiteCall): Promise<Tensor | WeightedSum>;
   /** Called once at the end of every model forward. */
   endForward?(step: StepInfo): void | Promise<void>;
 }

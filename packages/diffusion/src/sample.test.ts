@@ -77,6 +77,7 @@ describe("ddimSample", () => {
       count: 1,
       timestep: 0,
       rows: ["cond", "cond", "uncond", "uncond"],
+      timesteps: [0],
     });
     // One step at t = 0: x_0 = sqrt(1/ab) x - sqrt(1/ab - 1) * (0 + 4 * (1 - 0)).
     const alphaBar = 0.9999;

@@ -261,6 +261,7 @@ async function* run(
   const rowShape = [p.guided ? 2 * p.n : p.n, ...options.shape.slice(1)];
   const rows: readonly BatchHalf[] = p.labels.map((_, i) => (i < p.n ? "cond" : "uncond"));
   const count = p.schedule.numTimesteps;
+  const timesteps = [...p.schedule.timestepMap].reverse(); // sampling order: T-1 down to 0
   for (let index = 0; index < count; index++) {
     // A backend whose ops resolve at once (cpu) would chain every step as microtasks and never
     // let the event loop deliver what aborts the signal (SIGINT, a cancel message, a timer).
@@ -277,7 +278,7 @@ async function* run(
     input.set(x);
     if (p.guided) input.set(x, size); // [x; x]: forward_with_cfg duplicates the cond half
     const xTensor = backend.tensor(input, rowShape);
-    const step: StepInfo = { index, count, timestep, rows };
+    const step: StepInfo = { index, count, timestep, rows, timesteps };
     let output: Tensor | undefined;
     let values: Float32Array;
     try {

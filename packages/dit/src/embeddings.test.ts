@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { sincosPositionEmbedding, timestepEmbedding } from "./model.js";
+import { sincosPositionEmbedding, timestepEmbedding } from "./embeddings.js";
 
 describe("sincosPositionEmbedding", () => {
   it("matches get_2d_sincos_pos_embed(8, 3) of the official code (w index first)", () => {

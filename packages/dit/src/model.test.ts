@@ -5,6 +5,7 @@ import { createCpuBackend } from "@ditcache/backend-cpu";
 import {
   type Backend,
   computeHook,
+  disposeAll,
   gaussianNoise,
   type SiteCall,
   type SiteHook,
@@ -122,6 +123,69 @@ describe("DiTModel.forward", () => {
     expect(first).toEqual(await run(model));
     await expect(run(model, reuse(false))).resolves.toEqual(first); // first hand-out of each kept tensor...
     await expect(run(model, reuse(false))).rejects.toThrow(/used after dispose/); // ...which the model disposed
+  });
+
+  it("applies a weighted sum from runBranch in its gated residual, leaving the sum's tensors to the hook", async () => {
+    const combine = backend.compile({
+      name: "combine",
+      build: (ops, [a, b, p]) => [
+        ops.add(
+          ops.add(ops.mul(a!, ops.constant(1.5)), ops.mul(b!, ops.constant(-0.5))),
+          ops.mul(p!, ops.constant(0.25)),
+        ),
+      ],
+    });
+    const prior = backend.tensor(
+      Float32Array.from({ length: 32 }, (_, c) => c / 32 - 0.5),
+      [32],
+    ); // (D,)
+    const held: Tensor[] = [];
+    const branch = (call: SiteCall) => call.site.kind === "attn" || call.site.kind === "mlp";
+    // 1.5 F - 0.5 F + 0.25 P = F + 0.25 P, once as a sum the model applies, once as a tensor.
+    const summed: SiteHook = {
+      run: (call) => call.compute(),
+      runBranch: async (call) => {
+        if (!branch(call)) return call.compute();
+        const value = await call.compute();
+        held.push(value);
+        return {
+          terms: [
+            { tensor: value, weight: 1.5 },
+            { tensor: value, weight: -0.5 },
+            { tensor: prior, weight: 0.25 },
+          ],
+        };
+      },
+    };
+    const combined: SiteHook = {
+      run: async (call) => {
+        if (!branch(call)) return call.compute();
+        const value = await call.compute();
+        const [out] = await combine.run([value, value, prior]);
+        backend.dispose(value);
+        return out!;
+      },
+    };
+    const expected = await run(model, combined);
+    const actual = await run(model, summed);
+    actual.forEach((value, i) => {
+      expect(value).toBeCloseTo(expected[i]!, 5);
+    });
+    expect(held.length).toBe(2 * config.depth);
+    for (const tensor of held) await expect(backend.read(tensor)).resolves.toBeInstanceOf(Float32Array);
+    // One term of weight 1: the value itself, exactly.
+    const plain: SiteHook = {
+      run: (call) => call.compute(),
+      runBranch: async (call) => {
+        if (!branch(call)) return call.compute();
+        const value = await call.compute();
+        held.push(value);
+        return { terms: [{ tensor: value, weight: 1 }] };
+      },
+    };
+    expect(await run(model, plain)).toEqual(await run(model));
+    disposeAll(backend, [...held, prior]);
+    combine.dispose();
   });
 
   it("lets a hook skip the whole block stack (TeaCache-style residual reuse)", async () => {

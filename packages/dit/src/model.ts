@@ -11,6 +11,8 @@ import {
   disposeAll,
   type Executable,
   formatShape,
+  invalidArgument,
+  isWeightedSum,
   type Ops,
   type SiteCall,
   type SiteHook,
@@ -19,9 +21,18 @@ import {
   siteId,
   type Tensor,
   type Unit,
+  type WeightedSum,
 } from "@ditcache/core";
+import {
+  type Modulation,
+  modulationOf,
+  RunConditioning,
+  type RunConditioningOptions,
+  releaseStep,
+} from "./conditioning.js";
 import { type DiTConfig, hasNullClass, outChannels, tokenCount, validateConfig } from "./config.js";
 import { type DiTMacs, ditMacs, siteMacs } from "./cost.js";
+import { sincosPositionEmbedding, timestepEmbedding } from "./embeddings.js";
 import { TIMESTEP_FREQUENCY_SIZE } from "./layouts/official.js";
 import { readDiTFile } from "./load.js";
 import {
@@ -35,68 +46,6 @@ import {
 
 /** LayerNorm epsilon of every norm in DiT (`nn.LayerNorm(..., elementwise_affine=False, eps=1e-6)`). */
 const NORM_EPS = 1e-6;
-
-// ================================================================================================
-// Embedders (host side: cheap, and exact to the float32 arithmetic of the official code)
-// ================================================================================================
-
-/**
- * Sinusoidal timestep features, `TimestepEmbedder.timestep_embedding` of the official code:
- * `[cos(t * f_k), sin(t * f_k)]` with `f_k = exp(-ln(maxPeriod) * k / half)`. Each operation is
- * rounded to float32 in the order PyTorch does it, so the features match to the last bit or so.
- *
- * @returns (N, dim) row-major.
- */
-export function timestepEmbedding(
-  timesteps: readonly number[],
-  dim: number = TIMESTEP_FREQUENCY_SIZE,
-  maxPeriod = 10000,
-): Float32Array {
-  const f = Math.fround;
-  const half = Math.floor(dim / 2);
-  const logPeriod = f(-Math.log(maxPeriod));
-  const frequencies = new Float32Array(half);
-  for (let k = 0; k < half; k++) frequencies[k] = f(Math.exp(f(f(logPeriod * k) / half)));
-  const out = new Float32Array(timesteps.length * dim); // (N, dim); an odd dim leaves a zero column
-  timesteps.forEach((t, n) => {
-    const time = f(t);
-    for (let k = 0; k < half; k++) {
-      const arg = f(time * frequencies[k]!);
-      out[n * dim + k] = Math.cos(arg);
-      out[n * dim + half + k] = Math.sin(arg);
-    }
-  });
-  return out;
-}
-
-/**
- * The fixed 2-D sin-cos position embedding, `get_2d_sincos_pos_embed(embedDim, gridSize)` of the
- * official code (float64, then float32). Quirk kept from the original: the first half of the
- * channels encodes the column (w) index, the second half the row (h) index.
- *
- * @returns (gridSize^2, embedDim) row-major; token m = row * gridSize + column.
- */
-export function sincosPositionEmbedding(embedDim: number, gridSize: number): Float32Array {
-  if (embedDim % 4 !== 0) {
-    throw new DitcacheError("INVALID_ARGUMENT", `embedDim: expected a multiple of 4, got ${embedDim}`);
-  }
-  const axisDim = embedDim / 2; // channels per axis: sin half then cos half
-  const quarter = axisDim / 2;
-  const omega = Float64Array.from({ length: quarter }, (_, k) => 1 / 10000 ** (k / quarter));
-  const out = new Float32Array(gridSize * gridSize * embedDim);
-  for (let row = 0; row < gridSize; row++) {
-    for (let column = 0; column < gridSize; column++) {
-      const base = (row * gridSize + column) * embedDim;
-      for (let k = 0; k < quarter; k++) {
-        out[base + k] = Math.sin(column * omega[k]!);
-        out[base + quarter + k] = Math.cos(column * omega[k]!);
-        out[base + axisDim + k] = Math.sin(row * omega[k]!);
-        out[base + axisDim + quarter + k] = Math.cos(row * omega[k]!);
-      }
-    }
-  }
-  return out;
-}
 
 /** `x * (1 + scale) + shift` with per-row (N, 1, D) shift and scale. */
 function modulate<T>(ops: Ops<T>, x: T, shift: T, scale: T): T {
@@ -137,16 +86,6 @@ function conditionUnit(params: Record<string, Tensor>): Unit {
 // ================================================================================================
 // Block
 // ================================================================================================
-
-/** The six adaLN chunks of one block, each (N, 1, D) to broadcast over tokens. */
-interface Modulation {
-  readonly shiftAttention: Tensor;
-  readonly scaleAttention: Tensor;
-  readonly gateAttention: Tensor;
-  readonly shiftMlp: Tensor;
-  readonly scaleMlp: Tensor;
-  readonly gateMlp: Tensor;
-}
 
 /** adaLN_modulation = SiLU + Linear(D, 6D), chunked into 6 (shift, scale, gate for each branch). */
 function modulationUnit(name: string, chunks: number, params: Record<string, Tensor>): Unit {
@@ -204,6 +143,21 @@ const gatedResidualUnit: Unit = {
   build: (ops, [x, branch, gate]) => [ops.add(x!, ops.mul(gate!, branch!))],
 };
 
+/**
+ * x + gate * Σ w_i T_i over `count` terms, inputs (x, gate, T_1..T_count, w_1..w_count), the
+ * weights scalars: a hook's {@link WeightedSum} (a corrected reuse) applied in one unit.
+ */
+function gatedSumUnit(count: number): Unit {
+  return {
+    name: `gated_residual_sum${count}`,
+    build: (ops, [x, gate, ...rest]) => {
+      let sum = ops.mul(rest[0]!, rest[count]!);
+      for (let i = 1; i < count; i++) sum = ops.add(sum, ops.mul(rest[i]!, rest[count + i]!));
+      return [ops.add(x!, ops.mul(gate!, sum))];
+    },
+  };
+}
+
 /** modulate(norm1(x), shift, scale): block 0's modulated input, the TeaCache indicator. */
 const modulatedNormUnit: Unit = {
   name: "modulated_norm",
@@ -253,6 +207,12 @@ export interface ForwardOptions {
   hook?: SiteHook;
   /** Where this forward stands in a sampling run. @defaultValue step 0 of 1, every row "cond" */
   step?: StepInfo;
+  /**
+   * The run's precomputed conditioning ({@link DiTModel.runConditioning}): used when `step`
+   * carries the run's timesteps and every row is at the step's timestep; otherwise this forward
+   * computes its own, with the same result.
+   */
+  conditioning?: RunConditioning;
 }
 
 /** Options of {@link DiTModel.load}. */
@@ -297,6 +257,8 @@ export class DiTModel {
   readonly #condition: Executable;
   readonly #blocks: BlockExecutables[];
   readonly #gatedResidual: Executable;
+  /** {@link gatedSumUnit} by term count, compiled on first use. */
+  readonly #gatedSums = new Map<number, Executable>();
   readonly #modulatedNorm: Executable;
   readonly #final: Executable;
   #disposed = false;
@@ -470,41 +432,43 @@ export class DiTModel {
     const scratch: Tensor[] = []; // model-made tensors released at the end of the forward
 
     await hook.beginForward?.(step, backend);
+    const prepared = await options.conditioning?.take(step, timesteps, labels);
     try {
-      const timeFeatures = backend.tensor(timestepEmbedding(timesteps), [n, TIMESTEP_FREQUENCY_SIZE]);
-      const labelRows = new Float32Array(n * d);
-      for (const [row, label] of labels.entries()) {
-        labelRows.set(this.#labelTable.subarray(label * d, (label + 1) * d), row * d); // (N, D)
+      let c: Tensor;
+      if (prepared) c = prepared.c;
+      else {
+        const timeFeatures = backend.tensor(timestepEmbedding(timesteps), [n, TIMESTEP_FREQUENCY_SIZE]);
+        const labelRows = new Float32Array(n * d);
+        for (const [row, label] of labels.entries()) {
+          labelRows.set(this.#labelTable.subarray(label * d, (label + 1) * d), row * d); // (N, D)
+        }
+        const labelEmbedding = backend.tensor(labelRows, [n, d]);
+        [c] = (await this.#condition.run([timeFeatures, labelEmbedding])) as [Tensor]; // (N, D)
+        disposeAll(backend, [timeFeatures, labelEmbedding]);
+        scratch.push(c);
       }
-      const labelEmbedding = backend.tensor(labelRows, [n, d]);
-      const [c] = await this.#condition.run([timeFeatures, labelEmbedding]); // (N, D)
-      disposeAll(backend, [timeFeatures, labelEmbedding]);
-      scratch.push(c!);
       const [embedded] = await this.#embed.run([x]); // (N, T, D)
       scratch.push(embedded!);
 
-      // Modulations are computed on first use: a hook that reuses whole blocks skips them.
+      // Without a run's conditioning, modulations are computed on first use: a hook that reuses
+      // whole blocks skips them.
       const modulations: Promise<Modulation>[] = [];
       const modulation = (i: number): Promise<Modulation> => {
-        modulations[i] ??= this.#blocks[i]!.modulation.run([c!]).then((chunks) => {
+        if (prepared) return Promise.resolve(prepared.blocks[i]!);
+        modulations[i] ??= this.#blocks[i]!.modulation.run([c]).then((chunks) => {
           scratch.push(...chunks);
-          const chunk = (j: number): Tensor => chunks[j]!; // chunk(6, dim=1) order
-          return {
-            shiftAttention: chunk(0),
-            scaleAttention: chunk(1),
-            gateAttention: chunk(2),
-            shiftMlp: chunk(3),
-            scaleMlp: chunk(4),
-            gateMlp: chunk(5),
-          };
+          return modulationOf(chunks);
         });
         return modulations[i]!;
       };
 
+      // Branch sites may come back as weighted sums (a corrected reuse), applied by #gated.
+      const runBranch = (call: SiteCall): Promise<Tensor | WeightedSum> =>
+        hook.runBranch ? hook.runBranch(call) : hook.run(call);
       const runBlock = async (i: number, input: Tensor): Promise<Tensor> => {
         const block = this.#blocks[i]!;
         const mod = await modulation(i);
-        const attention = await hook.run(
+        const attention = await runBranch(
           this.#call(
             siteId("attn", i),
             step,
@@ -517,25 +481,23 @@ export class DiTModel {
             mod.gateAttention,
           ),
         );
-        const [afterAttention] = await this.#gatedResidual.run([input, attention, mod.gateAttention]);
-        if (attention !== input) backend.dispose(attention);
-        const mlp = await hook.run(
+        const afterAttention = await this.#gated(input, attention, mod.gateAttention);
+        const mlp = await runBranch(
           this.#call(
             siteId("mlp", i),
             step,
-            afterAttention!,
+            afterAttention,
             n,
             async () => {
-              const [out] = await block.mlp.run([afterAttention!, mod.shiftMlp, mod.scaleMlp]);
+              const [out] = await block.mlp.run([afterAttention, mod.shiftMlp, mod.scaleMlp]);
               return out!;
             },
             mod.gateMlp,
           ),
         );
-        const [output] = await this.#gatedResidual.run([afterAttention!, mlp, mod.gateMlp]);
-        if (mlp !== afterAttention) backend.dispose(mlp);
-        backend.dispose(afterAttention!);
-        return output!;
+        const output = await this.#gated(afterAttention, mlp, mod.gateMlp);
+        backend.dispose(afterAttention);
+        return output;
       };
 
       const depth = this.config.depth;
@@ -555,13 +517,38 @@ export class DiTModel {
           return out!;
         },
       });
-      const [output] = await this.#final.run([hidden, c!]); // (N, outC, H, W)
+      const [output] = await this.#final.run([hidden, c]); // (N, outC, H, W)
       if (hidden !== embedded) backend.dispose(hidden);
       await hook.endForward?.(step);
       return output!;
     } finally {
       disposeAll(backend, scratch);
+      if (prepared) releaseStep(backend, prepared);
     }
+  }
+
+  /**
+   * A fresh store for one sampling run's conditioning: pass it as `conditioning` to each forward
+   * of the run (the sampler's `step.timesteps` says which steps to prepare), then dispose it. At
+   * the first forward it computes c and every block's adaLN modulation for many steps in one
+   * batched pass, so the modulation weights are read once per pass instead of once per step.
+   *
+   * @example
+   * const conditioning = model.runConditioning();
+   * try { await ddimSample((x, t, y, step) => model.forward(x, t, y, { step, conditioning }), options); }
+   * finally { conditioning.dispose(); }
+   */
+  runConditioning(options: RunConditioningOptions = {}): RunConditioning {
+    return new RunConditioning(
+      {
+        backend: this.backend,
+        hiddenSize: this.config.hiddenSize,
+        labelTable: this.#labelTable,
+        condition: this.#condition,
+        modulations: this.#blocks.map((block) => block.modulation),
+      },
+      options,
+    );
   }
 
   /** Releases the weights and compiled units. The model is unusable afterwards. */
@@ -569,9 +556,41 @@ export class DiTModel {
     if (this.#disposed) return;
     this.#disposed = true;
     const executables = [this.#embed, this.#condition, this.#gatedResidual, this.#modulatedNorm, this.#final];
+    executables.push(...this.#gatedSums.values());
     for (const block of this.#blocks) executables.push(block.modulation, block.attention, block.mlp);
     for (const executable of executables) executable.dispose();
     disposeAll(this.backend, this.#parameters);
+  }
+
+  /**
+   * x + gate * value: a branch site's tensor (disposed here, unless the hook handed back x) or a
+   * hook's weighted sum, whose tensors stay the hook's, in one unit either way.
+   */
+  async #gated(x: Tensor, value: Tensor | WeightedSum, gate: Tensor): Promise<Tensor> {
+    const backend = this.backend;
+    if (!isWeightedSum(value)) {
+      const [out] = await this.#gatedResidual.run([x, value, gate]);
+      if (value !== x) backend.dispose(value);
+      return out!;
+    }
+    const { terms } = value;
+    if (terms.length === 0) invalidArgument("runBranch result", value, "a weighted sum of at least one term");
+    if (terms.length === 1 && terms[0]!.weight === 1) {
+      const [out] = await this.#gatedResidual.run([x, terms[0]!.tensor, gate]); // plain reuse
+      return out!;
+    }
+    let unit = this.#gatedSums.get(terms.length);
+    if (unit === undefined) {
+      unit = backend.compile(gatedSumUnit(terms.length));
+      this.#gatedSums.set(terms.length, unit);
+    }
+    const weights = terms.map((term) => backend.tensor(Float32Array.of(term.weight), []));
+    try {
+      const [out] = await unit.run([x, gate, ...terms.map((term) => term.tensor), ...weights]);
+      return out!;
+    } finally {
+      disposeAll(backend, weights);
+    }
   }
 
   #call(

@@ -6,7 +6,8 @@ import { type HostTensor, readSafetensorsFile, type SiteHook, type Tensor } from
 import { relativeError } from "@ditcache/core/testing";
 import { ddimSample, ddpmSample, type ModelFn } from "@ditcache/diffusion";
 import { beforeAll, describe, expect, it } from "vitest";
-import { DiTModel, sincosPositionEmbedding } from "./model.js";
+import { sincosPositionEmbedding } from "./embeddings.js";
+import { DiTModel } from "./model.js";
 
 const fixture = (name: string) => fileURLToPath(new URL(`./__fixtures__/${name}`, import.meta.url));
 const backend = createCpuBackend();

@@ -11,6 +11,7 @@ import {
   type StepInfo,
   sizeOf,
 } from "@ditcache/core";
+import { eocCorrector } from "./corrector.js";
 import {
   accumulateRow,
   CellStatistics,
@@ -33,11 +34,14 @@ import { policyBranchSites, staticReuseSources } from "./reuse-table.js";
 
 /** A progress event of {@link calibrate}. */
 export interface CalibrationProgress {
-  /** "mean": uncached pass (P, D); "fit": cached pass with shadow compute (coefficients); "done". */
-  readonly status: "mean" | "fit" | "done";
-  /** Samples finished in this pass. */
+  /**
+   * "mean": uncached pass (P, D); "fit": cached pass with shadow compute (coefficients);
+   * "closed-loop": runs with the fitted corrector choosing the trend scale; "done".
+   */
+  readonly status: "mean" | "fit" | "closed-loop" | "done";
+  /** Runs finished in this pass. */
   readonly sample: number;
-  /** Samples per pass. */
+  /** Runs in this pass (samples, or samples x candidates for "closed-loop"). */
   readonly samples: number;
 }
 
@@ -95,6 +99,19 @@ export interface CalibrateOptions {
   coefficientMax?: number;
   /** Default cosine threshold of the trend-agreement check written to the file. @defaultValue 0 */
   kappa?: number;
+  /**
+   * Pass 3, choosing `defaults.trendScale`: the first `samples` calibration samples run with the
+   * fitted corrector (default options) at each candidate scale, and the scale whose last-step
+   * block-stack inputs (the embedded x of the last step, a linear image of the final sample)
+   * land closest to the uncached ones wins. The one-step least-squares
+   * coefficients come out shrunk (the trend is a noisy regressor), and on the demo model their
+   * under-correction added up over a run; `false` keeps scale 1 and skips the pass. Memory grows
+   * with `samples` (one stack input per sample kept from pass 1), hence its own, small count.
+   * Needs the model to pass its block stack through the hook (a "blocks" site, as DiTModel
+   * does); by default the pass is skipped for a model that does not.
+   * @defaultValue { samples: min(16, options.samples), trendScales: [1, 1.25, 1.5, 2] }
+   */
+  closedLoop?: false | { samples?: number; trendScales?: readonly number[] };
   /** Called after every sample of each pass. */
   onProgress?: (event: CalibrationProgress) => void;
   /** Stops between samples with an ABORTED error. */
@@ -131,6 +148,37 @@ function norm(values: Float32Array): number {
   return Math.sqrt(total);
 }
 
+function closedLoopOptions(
+  value: CalibrateOptions["closedLoop"],
+  samples: number,
+): { samples: number; trendScales: readonly number[] } | undefined {
+  if (value === false) return undefined;
+  if (value !== undefined && (value === null || typeof value !== "object"))
+    invalidArgument("options.closedLoop", value, "false or { samples?, trendScales? }");
+  const count = value?.samples === undefined ? Math.min(16, samples) : value.samples;
+  if (!Number.isInteger(count) || count < 1 || count > samples)
+    invalidArgument("options.closedLoop.samples", count, `an integer in [1, ${samples}] (options.samples)`);
+  const trendScales = value?.trendScales ?? [1, 1.25, 1.5, 2];
+  if (
+    !Array.isArray(trendScales) ||
+    trendScales.length === 0 ||
+    trendScales.some((scale) => typeof scale !== "number" || !Number.isFinite(scale) || scale < 0)
+  )
+    invalidArgument("options.closedLoop.trendScales", trendScales, "a non-empty list of numbers >= 0");
+  return { samples: count, trendScales };
+}
+
+/** Σ (a - b)² / Σ b². */
+function relativeSquaredError(a: Float32Array, b: Float32Array): number {
+  let error = 0;
+  let energy = 0;
+  for (let i = 0; i < b.length; i++) {
+    error += (a[i]! - b[i]!) ** 2;
+    energy += b[i]! ** 2;
+  }
+  return energy > 0 ? error / energy : error;
+}
+
 /**
  * Prior knowledge extraction of Error-Optimized Cache, in two passes over the calibration set.
  *
@@ -143,6 +191,8 @@ function norm(values: Float32Array): number {
  *    F_true - F_cached with the trend (F_last - F_prev)·(step - last)/(last - prev) and with D
  *    are summed — per CFG pair in the guided combination, gate-weighted (`fitSpace`,
  *    `gateWeighted`): the normal equations of gamma, of (a, b) and of the trend-only gain.
+ * 3. Closed loop (`closedLoop`): a few samples run with the fitted corrector at candidate trend
+ *    scales; the scale whose last-step stack inputs are closest to pass 1's is the default.
  *
  * Memory is fixed by sites x steps (running means, seven sums per cell and fold), never by the
  * number of samples. Rows are split by sample parity into two folds to choose tau on held-out rows.
@@ -184,6 +234,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
   const gateWeighted = options.gateWeighted ?? true;
   if (typeof gateWeighted !== "boolean")
     invalidArgument("options.gateWeighted", gateWeighted, "true or false");
+  const closedLoop = closedLoopOptions(options.closedLoop, samples);
   const kappa = options.kappa ?? 0;
   if (typeof kappa !== "number" || !(kappa >= -1 && kappa <= 1))
     invalidArgument("options.kappa", kappa, "a number in [-1, 1]");
@@ -246,6 +297,13 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     return backend;
   };
 
+  // The block stack's input at the last step: the embedded x of that step, a linear image of the
+  // final sample (the last update moves it by a fraction of a percent). Its OUTPUT there is the
+  // eps of an almost clean image, which tiny differences in x swing widely: no proxy.
+  const isLastStackCall = (call: SiteCall): boolean =>
+    call.site.kind === "blocks" && call.step.index === steps - 1;
+  const uncachedInputs: Float32Array[] = [];
+
   // ---------------------------------------------------------------- pass 1: P
   const means: (Float32Array | undefined)[] = new Array(sites.length * steps).fill(undefined);
   const counts = new Float64Array(sites.length * steps);
@@ -261,6 +319,9 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
         if (current.index === 0) calibrationRows += current.rows.length;
       },
       async run(call: SiteCall) {
+        if (closedLoop && sample < closedLoop.samples && isLastStackCall(call)) {
+          uncachedInputs[sample] = await checkStep(call.step, backend).read(call.input);
+        }
         const out = await call.compute();
         const s = siteIndex.get(call.site.key);
         if (s === undefined) return out;
@@ -475,6 +536,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       gammaMax: limits.gammaMax,
       coefficientMax: limits.coefficientMax,
       globalGamma: statistics.globalGamma(limits),
+      trendScale: 1,
     },
     report,
   };
@@ -490,7 +552,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       mean!.set(values!, slot * rowSize);
     });
   }
-  const priors = new Priors(header, {
+  const data = {
     ...(mean ? { mean } : {}),
     difference,
     relativeError: relativeErrors,
@@ -498,7 +560,79 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     trendGain: Float32Array.from(fits, (fit) => fit.trendGain),
     trendCoefficient: Float32Array.from(fits, (fit) => fit.trendCoefficient),
     priorCoefficient: Float32Array.from(fits, (fit) => fit.priorCoefficient),
-  });
+  };
+  // By default the pass runs where the model shows its block stack to the hook (DiTModel does);
+  // asked for explicitly, it must.
+  const stackSeen = uncachedInputs.length === closedLoop?.samples;
+  if (closedLoop !== undefined && !stackSeen && options.closedLoop !== undefined) {
+    throw new DitcacheError(
+      "INVALID_ARGUMENT",
+      'calibrate: options.closedLoop needs a model that passes its block stack through the hook (a "blocks" site)',
+    );
+  }
+  if (closedLoop === undefined || !stackSeen) {
+    onProgress?.({ status: "done", sample: samples, samples });
+    return new Priors(header, data);
+  }
+
+  // ---------------------------------------------------------------- pass 3: trend scale
+  const runs = closedLoop.samples * closedLoop.trendScales.length;
+  const candidates: { trendScale: number; relativeError: number }[] = [];
+  for (const trendScale of closedLoop.trendScales) {
+    const candidate = new Priors({ ...header, defaults: { ...header.defaults, trendScale } }, data);
+    const corrector = eocCorrector(candidate);
+    let error = 0;
+    try {
+      for (let sample = 0; sample < closedLoop.samples; sample++) {
+        checkAbort();
+        const engine = createCacheEngine({ policy: basePolicy, corrector });
+        let backend: Backend | undefined;
+        let input: Float32Array | undefined;
+        const hook: SiteHook = {
+          beginForward(current, currentBackend) {
+            backend = checkStep(current, currentBackend);
+            return engine.beginForward(current, currentBackend);
+          },
+          endForward() {
+            engine.endForward();
+          },
+          async run(call) {
+            if (isLastStackCall(call)) input = await checkStep(call.step, backend).read(call.input);
+            return engine.run(call);
+          },
+        };
+        try {
+          await runSample(hook, sample);
+        } finally {
+          engine.dispose();
+        }
+        const reference = uncachedInputs[sample]!;
+        if (input === undefined || input.length !== reference.length) {
+          throw new DitcacheError(
+            "INVALID_ARGUMENT",
+            `calibrate: sample ${sample} gave no block-stack input of ${reference.length} values at the last step in the closed-loop pass (runSample must be deterministic per index)`,
+          );
+        }
+        error += relativeSquaredError(input, reference) / closedLoop.samples;
+        onProgress?.({
+          status: "closed-loop",
+          sample: candidates.length * closedLoop.samples + sample + 1,
+          samples: runs,
+        });
+      }
+    } finally {
+      corrector.dispose();
+    }
+    candidates.push({ trendScale, relativeError: error });
+  }
+  const best = candidates.reduce((a, b) => (b.relativeError < a.relativeError ? b : a));
   onProgress?.({ status: "done", sample: samples, samples });
-  return priors;
+  return new Priors(
+    {
+      ...header,
+      defaults: { ...header.defaults, trendScale: best.trendScale },
+      report: { ...report, closedLoop: { samples: closedLoop.samples, candidates } },
+    },
+    data,
+  );
 }

@@ -6,6 +6,7 @@ import {
   formatShape,
   invalidArgument,
   type Tensor,
+  type WeightedTerm,
 } from "@ditcache/core";
 import type { TermsKey } from "./header.js";
 import { checkPriorsCompatible, type PriorCell, type Priors } from "./priors.js";
@@ -38,6 +39,11 @@ export interface EocOptions {
    * (the paper-style fallback), or a fixed number. @defaultValue "site"
    */
   gamma?: "site" | "global" | number;
+  /**
+   * Multiplier of the fitted trend coefficients (a and the trend-only gain); 1 = the one-step
+   * least-squares fits as they are. @defaultValue the file's closed-loop choice (`defaults.trendScale`), else 1
+   */
+  trendScale?: number;
   /** Path of the priors file, written into `spec` so `parseCorrector(spec)` recreates the corrector. */
   source?: string;
 }
@@ -68,6 +74,7 @@ function specOf(
   tau: number | undefined,
   kappa: number,
   gamma: EocOptions["gamma"],
+  trendScale: number | undefined,
 ): string {
   const parts = source === undefined ? [] : [`priors=${source}`];
   parts.push(`mode=${options.mode}`);
@@ -77,6 +84,7 @@ function specOf(
   else parts.push(`tau=${tau}`);
   if (options.agreement) parts.push("agreement=true", `kappa=${kappa}`);
   if (gamma !== "site") parts.push(`gamma=${gamma}`);
+  if (trendScale !== undefined) parts.push(`trendScale=${trendScale}`);
   return `eoc:${parts.join(",")}`;
 }
 
@@ -87,10 +95,11 @@ function specOf(
  * - terms prior:       F_cached + gamma·D,
  * - terms trend:       F_cached + a'·trend,
  * with trend = (F_last - F_prev)·(step - last)/(last - prev), as one compiled unit on the run's
- * backend (`context.math.combine`). Elsewhere (no prior, another reuse source, residual sites,
- * judgment says no) it returns the cached value. Without a trend yet (one computed value), the
- * trend+prior terms fall back to gamma·D. Prior tensors are uploaded once per backend and kept
- * until {@link EocCorrector.dispose}.
+ * backend (`context.math.combine`), or as terms (`correctTerms`) that a model supporting
+ * `SiteHook.runBranch` applies inside its gated residual, with no unit of its own. Elsewhere (no
+ * prior, another reuse source, residual sites, judgment says no) it returns the cached value.
+ * Without a trend yet (one computed value), the trend+prior terms fall back to gamma·D. Prior
+ * tensors are uploaded once per backend and kept until {@link EocCorrector.dispose}.
  *
  * @throws DitcacheError INCOMPATIBLE_FILE at correction time when the run's steps or value shape
  *   differ from the priors'.
@@ -123,6 +132,14 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
     (typeof gammaOption !== "number" || !Number.isFinite(gammaOption))
   )
     invalidArgument("options.gamma", gammaOption, '"site", "global" or a number');
+  if (
+    options.trendScale !== undefined &&
+    (typeof options.trendScale !== "number" ||
+      !(options.trendScale >= 0) ||
+      !Number.isFinite(options.trendScale))
+  )
+    invalidArgument("options.trendScale", options.trendScale, "a number >= 0");
+  const trendScale = options.trendScale ?? defaults.trendScale ?? 1;
   const gammaOf = (cell: PriorCell): number =>
     gammaOption === "site" ? cell.gamma : gammaOption === "global" ? defaults.globalGamma : gammaOption;
 
@@ -190,6 +207,48 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
     }
   };
 
+  /** The corrected value's terms; undefined where the cached value is used as it is. */
+  const correctionTerms = async (context: CorrectionContext): Promise<WeightedTerm[] | undefined> => {
+    if (context.valueKind !== "branch" || terms === "none") return undefined;
+    if (context.step.count !== priors.steps) {
+      throw new DitcacheError(
+        "INCOMPATIBLE_FILE",
+        `eoc: steps differ: the priors were made for ${priors.steps}, the run has ${context.step.count} (run calibrate for this configuration)`,
+      );
+    }
+    const cell = priors.cell(context.key, context.step.index);
+    if (cell === undefined || cell.sourceStep !== context.sourceStep) {
+      counts.noPrior++;
+      return undefined;
+    }
+    if (tau !== undefined && !(cell.relativeError > tau)) {
+      counts.judged++;
+      return undefined;
+    }
+    checkShape(context);
+    const [last, previous] = context.history;
+    const hasTrend = useTrend && previous !== undefined;
+    let a = 0;
+    let b = 0;
+    if (terms === "trend+prior" && hasTrend)
+      [a, b] = [trendScale * cell.trendCoefficient, cell.priorCoefficient];
+    else if (usePrior) b = gammaOf(cell);
+    else if (hasTrend) a = trendScale * cell.trendGain;
+    else return undefined;
+    const difference = b !== 0 || agreement ? differenceTensor(context.backend, cell) : undefined;
+    if (agreement && hasTrend && usePrior && (await cosine(context, difference!)) <= kappa) {
+      counts.disagreed++;
+      return undefined;
+    }
+    const scale = hasTrend ? (context.step.index - last!.step) / (last!.step - previous!.step) : 0;
+    const weights: WeightedTerm[] = [{ tensor: last!.value, weight: 1 + a * scale }];
+    if (a !== 0 && hasTrend) weights.push({ tensor: previous!.value, weight: -a * scale });
+    if (b !== 0) weights.push({ tensor: difference!, weight: b });
+    if (weights.length === 1 && weights[0]!.weight === 1) return undefined;
+    counts.corrected++;
+    return weights;
+  };
+
   return {
     name: "eoc",
     spec: specOf(
@@ -198,6 +257,7 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
       tau,
       kappa,
       gammaOption,
+      options.trendScale,
     ),
     historyLength: useTrend ? 2 : 1,
     priors,
@@ -205,43 +265,11 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
     tau,
     counts,
     async correct(context): Promise<Tensor> {
-      if (context.valueKind !== "branch" || terms === "none") return context.cached;
-      if (context.step.count !== priors.steps) {
-        throw new DitcacheError(
-          "INCOMPATIBLE_FILE",
-          `eoc: steps differ: the priors were made for ${priors.steps}, the run has ${context.step.count} (run calibrate for this configuration)`,
-        );
-      }
-      const cell = priors.cell(context.key, context.step.index);
-      if (cell === undefined || cell.sourceStep !== context.sourceStep) {
-        counts.noPrior++;
-        return context.cached;
-      }
-      if (tau !== undefined && !(cell.relativeError > tau)) {
-        counts.judged++;
-        return context.cached;
-      }
-      checkShape(context);
-      const [last, previous] = context.history;
-      const hasTrend = useTrend && previous !== undefined;
-      let a = 0;
-      let b = 0;
-      if (terms === "trend+prior" && hasTrend) [a, b] = [cell.trendCoefficient, cell.priorCoefficient];
-      else if (usePrior) b = gammaOf(cell);
-      else if (hasTrend) a = cell.trendGain;
-      else return context.cached;
-      const difference = b !== 0 || agreement ? differenceTensor(context.backend, cell) : undefined;
-      if (agreement && hasTrend && usePrior && (await cosine(context, difference!)) <= kappa) {
-        counts.disagreed++;
-        return context.cached;
-      }
-      const scale = hasTrend ? (context.step.index - last!.step) / (last!.step - previous!.step) : 0;
-      const weights: { tensor: Tensor; weight: number }[] = [{ tensor: last!.value, weight: 1 + a * scale }];
-      if (a !== 0 && hasTrend) weights.push({ tensor: previous!.value, weight: -a * scale });
-      if (b !== 0) weights.push({ tensor: difference!, weight: b });
-      if (weights.length === 1 && weights[0]!.weight === 1) return context.cached;
-      counts.corrected++;
-      return context.math.combine(weights);
+      const weighted = await correctionTerms(context);
+      return weighted === undefined ? context.cached : context.math.combine(weighted);
+    },
+    async correctTerms(context): Promise<readonly WeightedTerm[]> {
+      return (await correctionTerms(context)) ?? [{ tensor: context.cached, weight: 1 }];
     },
     dispose(): void {
       for (const [backend, tensors] of uploads)

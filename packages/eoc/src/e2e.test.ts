@@ -156,4 +156,42 @@ describe("end to end on the tiny DiT fixture (DDIM 6 steps, CFG 4, FORA 50%)", (
     expect(result.trend!).toBeLessThan(result.reuse!);
     model.dispose();
   });
+
+  it("the DiT applies EOC's terms inside its gated residual: the samples of combine then re-gate", async () => {
+    const backend = createCpuBackend();
+    const { model, sample } = await setup(backend);
+    const priors = await calibrate({
+      runSample: async (hook, i) => void (await sample(hook, i)),
+      basePolicy: policy,
+      steps,
+      depth: model.config.depth,
+      descriptor: {
+        modelHash: "tiny-dit",
+        sampler: { respacing: "ddim6", sampler: "ddim", cfgScale: 4, guideChannels: 3 },
+      },
+      samples: 2,
+    });
+    const { corrector } = eoc(policy, priors, { tau: 0 });
+    const fusedEngine = createCacheEngine({ policy, corrector });
+    const fused = await sample(fusedEngine, 500);
+    const corrected = corrector.counts.corrected;
+    expect(corrected).toBeGreaterThan(0);
+    // Without runBranch the model gets EOC's combined tensor from run, as before.
+    const engine = createCacheEngine({ policy, corrector });
+    const unfused = await sample(
+      {
+        beginForward: (step, b) => engine.beginForward(step, b),
+        endForward: () => engine.endForward(),
+        run: (call) => engine.run(call),
+      },
+      500,
+    );
+    expect(corrector.counts.corrected).toBe(2 * corrected);
+    unfused.forEach((value, i) => {
+      expect(fused[i]).toBeCloseTo(value, 5);
+    });
+    for (const used of [fusedEngine, engine]) used.dispose();
+    corrector.dispose();
+    model.dispose();
+  });
 });

@@ -59,6 +59,21 @@ export interface CalibrationReport {
   readonly errorEnergy: number;
   /** Per terms combination. */
   readonly terms: Readonly<Record<TermsKey, TermsReport>>;
+  /** The closed-loop choice of `defaults.trendScale` (absent when it was not run). */
+  readonly closedLoop?: ClosedLoopReport;
+}
+
+/**
+ * How `defaults.trendScale` was chosen: calibration samples run with the fitted corrector at each
+ * candidate scale, scored by the relative squared error of the last step's block-stack input (the
+ * embedded x of that step, a linear image of the final sample) against the uncached run of the
+ * same sample.
+ */
+export interface ClosedLoopReport {
+  /** Calibration samples each candidate ran. */
+  readonly samples: number;
+  /** Per candidate, in the order tried. */
+  readonly candidates: readonly { readonly trendScale: number; readonly relativeError: number }[];
 }
 
 /** One (site, step) where the base policy reuses, with its prior. */
@@ -76,6 +91,13 @@ export interface PriorsDefaults {
   readonly coefficientMax: number;
   /** One gamma fitted over every cell (the paper-style fallback), clipped like gamma. */
   readonly globalGamma: number;
+  /**
+   * Multiplies every fitted trend coefficient (a, and the trend-only gain) at run time: the
+   * least-squares fits are one-step optimal and come out shrunk, so their corrections fall short
+   * over a whole run; this scale is chosen on the calibration samples' final outputs
+   * (`report.closedLoop`). Absent in older files: 1.
+   */
+  readonly trendScale?: number;
 }
 
 /** The JSON header of a priors file, stored in `__metadata__["ditcache.eoc"]`. */

@@ -7,6 +7,7 @@ export type {
   CalibrationReport,
   CalibrationSetDescriptor,
   CellEntry,
+  ClosedLoopReport,
   Granularity,
   PriorsDefaults,
   PriorsDescriptor,

@@ -15,6 +15,11 @@ export const eocCorrectorParams: ParamSchema = {
   agreement: { type: "boolean", description: "also require cos(trend, D) > kappa" },
   kappa: { type: "number", min: -1, max: 1, description: "agreement threshold" },
   gamma: { type: "string", description: 'gamma of the prior term: "site", "global" or a number' },
+  trendScale: {
+    type: "number",
+    min: 0,
+    description: "multiplier of the fitted trend coefficients (file default)",
+  },
 };
 
 const shared = new Map<string, { stamp: string; corrector: EocCorrector }>();
@@ -67,6 +72,7 @@ function eocFactory(params: Readonly<Record<string, unknown>>): EocCorrector {
     ...(params.agreement !== undefined ? { agreement: params.agreement as boolean } : {}),
     ...(params.kappa !== undefined ? { kappa: params.kappa as number } : {}),
     ...(gamma !== undefined ? { gamma } : {}),
+    ...(params.trendScale !== undefined ? { trendScale: params.trendScale as number } : {}),
   };
   const key = JSON.stringify(options);
   const file = readPriors(path);

@@ -1,6 +1,6 @@
 import type { CachePolicy } from "@ditcache/cache";
 import type { DiTModel } from "@ditcache/dit";
-import type { FitSpace, FitTrajectory, SamplerDescriptor } from "@ditcache/eoc";
+import type { CalibrateOptions, FitSpace, FitTrajectory, SamplerDescriptor } from "@ditcache/eoc";
 import {
   type CalibrationProgress,
   calibrate,
@@ -54,6 +54,8 @@ export interface CalibrateModelOptions extends SamplerSetting {
   gateWeighted?: boolean;
   /** The pass-2 trajectory of the fits (see `calibrate` in @ditcache/eoc). @defaultValue "trend-corrected" */
   fitTrajectory?: FitTrajectory;
+  /** Pass 3, the closed-loop choice of the trend scale (see `calibrate` in @ditcache/eoc). @defaultValue on */
+  closedLoop?: CalibrateOptions["closedLoop"];
   /** Progress of each pass. */
   onProgress?: (event: CalibrationProgress) => void;
   /** Cancels between samples. */
@@ -101,6 +103,7 @@ export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> 
     ...(options.fitSpace ? { fitSpace: options.fitSpace } : {}),
     ...(options.gateWeighted !== undefined ? { gateWeighted: options.gateWeighted } : {}),
     ...(options.fitTrajectory ? { fitTrajectory: options.fitTrajectory } : {}),
+    ...(options.closedLoop !== undefined ? { closedLoop: options.closedLoop } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

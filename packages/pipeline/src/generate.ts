@@ -118,8 +118,9 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
     : undefined;
   const active = engine ?? options.hook;
   const hook = options.checkFinite === true ? checkFiniteHook(active) : active;
+  const conditioning = model.runConditioning();
   const denoiser: ModelFn = (x, timesteps, rowLabels, step) =>
-    model.forward(x, timesteps, rowLabels, { step, ...(hook ? { hook } : {}) });
+    model.forward(x, timesteps, rowLabels, { step, conditioning, ...(hook ? { hook } : {}) });
   const sampleOptions = {
     backend,
     shape,
@@ -150,6 +151,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
       ...(engine ? { summary: engine.summary() } : {}),
     };
   } finally {
+    conditioning.dispose();
     engine?.dispose();
   }
 }

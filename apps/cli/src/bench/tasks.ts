@@ -240,16 +240,21 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
     ...(task.eoc ? [{ name: "FORA 50% + EOC", policy: fora50, eoc: true }] : []),
   ];
   try {
-    // Compile every unit once (a CFG-pair forward) so that no row pays for session creation.
-    const side = config.inputSize;
-    const x = backend.tensor(lcgFill(2 * config.inChannels * side * side, 1, 99), [
-      2,
-      config.inChannels,
-      side,
-      side,
-    ]);
-    backend.dispose(await model.forward(x, [500, 500], [207, config.numClasses]));
-    backend.dispose(x);
+    // Compile every unit once so that no row pays for session creation: the first step of a run,
+    // which also builds the run conditioning's batched pass (with hostParams "release" a unit's
+    // first session fixes its input shapes, so a lone forward would leave that pass uncompilable).
+    const warmup = new AbortController();
+    await generate({
+      model,
+      labels: [207],
+      seeds: [0],
+      steps: task.steps,
+      cfgScale: 4,
+      onStep: () => warmup.abort(),
+      signal: warmup.signal,
+    }).catch((error: unknown) => {
+      if (!(DitcacheError.isInstance(error) && error.code === "ABORTED")) throw error;
+    });
     let eocSetting: Awaited<ReturnType<typeof eocFor>> | undefined;
     let eocCalibrationMs: number | null = null;
     let priorsFileBytes: number | null = null;
@@ -340,6 +345,8 @@ async function eocFor(model: DiTModel, basePolicy: CachePolicy, steps: number, s
     cfgScale: 4,
     guideChannels: "all",
     granularity: "channel",
+    // The timing does not depend on the trend scale; its closed-loop choice would only add runs.
+    closedLoop: false,
   });
   return eoc(basePolicy, priors, { tau: 0 });
 }

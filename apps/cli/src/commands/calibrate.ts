@@ -47,6 +47,10 @@ export const calibrateCommand: Command = {
       type: "boolean",
       help: "fit the pre-gate values as they are, not weighted by the model's adaLN gates",
     },
+    "no-closed-loop": {
+      type: "boolean",
+      help: "skip pass 3 (the trend scale chosen on the calibration samples' final outputs); scale 1",
+    },
     out: { type: "string", default: "out/priors.safetensors", help: "priors file to write" },
   },
   async run(values) {
@@ -74,9 +78,13 @@ export const calibrateCommand: Command = {
     const { model } = loaded;
     try {
       const started = performance.now();
-      const bars = {
-        mean: new ProgressBar("pass 1/2 (uncached: P, D)", samples),
-        fit: new ProgressBar("pass 2/2 (cached + shadow)", samples),
+      const closedLoop = values["no-closed-loop"] !== true;
+      const passes = closedLoop ? 3 : 2;
+      const bars: Partial<Record<"mean" | "fit" | "closed-loop", ProgressBar>> = {};
+      const titles = {
+        mean: `pass 1/${passes} (uncached: P, D)`,
+        fit: `pass 2/${passes} (cached + shadow)`,
+        "closed-loop": "pass 3/3 (trend scale, closed loop)",
       };
       const priors = await calibrateModel({
         model,
@@ -89,9 +97,12 @@ export const calibrateCommand: Command = {
         fitSpace,
         gateWeighted: values["no-gate-weights"] !== true,
         fitTrajectory,
+        ...(closedLoop ? {} : { closedLoop: false }),
         signal,
         onProgress: (event) => {
-          if (event.status !== "done") bars[event.status].update(event.sample);
+          if (event.status === "done") return;
+          bars[event.status] ??= new ProgressBar(titles[event.status], event.samples);
+          bars[event.status]!.update(event.sample);
         },
       });
       const out = String(values.out);
@@ -100,6 +111,15 @@ export const calibrateCommand: Command = {
       console.log(
         `wrote ${out} (${(bytes / 1e6).toFixed(3)} MB, ${granularity}, base ${basePolicy.spec}, ${samples} samples, ${formatMs(performance.now() - started)})`,
       );
+      const loop = priors.header.report.closedLoop;
+      if (loop) {
+        const tried = loop.candidates
+          .map((c) => `${c.trendScale}: ${c.relativeError.toExponential(3)}`)
+          .join(", ");
+        console.log(
+          `trend scale ${priors.header.defaults.trendScale} (relative last-step stack-input error on ${loop.samples} samples: ${tried})`,
+        );
+      }
     } finally {
       model.dispose();
       await backend.close?.();

@@ -199,7 +199,9 @@ export async function eocPriors(
     depth: context.model.config.depth,
   };
   if (existsSync(file)) return loadPriors(file, expected);
-  const bar = new ProgressBar(`EOC priors ${baseId} (${granularity})`, 2 * context.samples);
+  // Three passes (the third, the closed-loop trend scale, has its own run count): a third each.
+  const bar = new ProgressBar(`EOC priors ${baseId} (${granularity})`, 300);
+  const passes = ["mean", "fit", "closed-loop"] as const;
   const priors = await calibrateModel({
     model: context.model,
     modelHash: context.modelHash,
@@ -210,11 +212,9 @@ export async function eocPriors(
     ...fit,
     onProgress: (event) =>
       bar.update(
-        event.status === "fit"
-          ? context.samples + event.sample
-          : event.status === "done"
-            ? 2 * context.samples
-            : event.sample,
+        event.status === "done"
+          ? 300
+          : 100 * passes.indexOf(event.status) + Math.round((100 * event.sample) / event.samples),
       ),
     ...signalOf(context),
   });

@@ -138,6 +138,7 @@ export function ablationMarkdown(
     ["eoc-nojudgment", "judgment off"],
     ["eoc-noprior", "prior term off (trend only)"],
     ["eoc-prior", "trend term off (prior only, gamma D)"],
+    ["eoc-noscale", "trend scale 1: the one-step fits as they are (no closed-loop scale)"],
     ["eoc-rowfit", "coefficients fitted per row (instead of on the CFG-guided pair)"],
     ["eoc-nogate", "errors not weighted by the adaLN gates"],
     ["eoc-reusefit", "coefficients fitted on the plain-reuse run (instead of the trend-corrected one)"],

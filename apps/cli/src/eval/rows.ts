@@ -78,6 +78,11 @@ export const ABLATIONS: readonly CorrectorSpec[] = [
     eoc: { options: { mode: "trend", prior: false }, granularity: "channel" },
   },
   {
+    id: "eoc-noscale",
+    label: "EOC trend+prior, trend scale 1 (the one-step fits as they are, no closed-loop scale)",
+    eoc: { options: { mode: "trend", trendScale: 1 }, granularity: "channel" },
+  },
+  {
     id: "eoc-rowfit",
     label: "EOC trend+prior, coefficients fitted per row (not on the CFG-guided pair)",
     eoc: { options: { mode: "trend" }, granularity: "channel", fitSpace: "rows" },

@@ -1,5 +1,5 @@
-import type { Tensor } from "@ditcache/core";
-import type { Corrector } from "../corrector.js";
+import type { Tensor, WeightedTerm } from "@ditcache/core";
+import type { CorrectionContext, Corrector } from "../corrector.js";
 import { formatSpec, type ParamSchema, validateParams } from "../params.js";
 
 /** Parameters of {@link gocCorrector}. */
@@ -32,18 +32,26 @@ export function gocCorrector(options: GocCorrectorOptions = {}): Corrector {
   const params = validateParams("goc", gocCorrectorParams, { ...options });
   const k = (params.k as number | undefined) ?? 0.5;
   const scaleByDistance = (params.scaleByDistance as boolean | undefined) ?? false;
+  /** The corrected value's terms; undefined for plain reuse (one computed value so far). */
+  const termsOf = (context: CorrectionContext): WeightedTerm[] | undefined => {
+    const [last, older] = context.history;
+    if (last === undefined || older === undefined) return undefined;
+    const coefficient = scaleByDistance ? (k * context.distance) / (last.step - older.step) : k;
+    return [
+      { tensor: last.value, weight: 1 + coefficient },
+      { tensor: older.value, weight: -coefficient },
+    ];
+  };
   return {
     name: "goc",
     spec: formatSpec("goc", gocCorrectorParams, { k, ...(scaleByDistance ? { scaleByDistance } : {}) }),
     historyLength: 2,
     async correct(context): Promise<Tensor> {
-      const [last, older] = context.history;
-      if (last === undefined || older === undefined) return context.cached;
-      const coefficient = scaleByDistance ? (k * context.distance) / (last.step - older.step) : k;
-      return context.math.combine([
-        { tensor: last.value, weight: 1 + coefficient },
-        { tensor: older.value, weight: -coefficient },
-      ]);
+      const terms = termsOf(context);
+      return terms === undefined ? context.cached : context.math.combine(terms);
+    },
+    async correctTerms(context): Promise<readonly WeightedTerm[]> {
+      return termsOf(context) ?? [{ tensor: context.cached, weight: 1 }];
     },
   };
 }

@@ -1,5 +1,5 @@
-import type { Tensor } from "@ditcache/core";
-import type { Corrector } from "../corrector.js";
+import type { Tensor, WeightedTerm } from "@ditcache/core";
+import type { CorrectionContext, Corrector } from "../corrector.js";
 import { formatSpec, type ParamSchema, validateParams } from "../params.js";
 
 /** Parameters of {@link taylorCorrector}. */
@@ -44,18 +44,26 @@ export function interpolationWeights(steps: readonly number[], at: number): numb
 export function taylorCorrector(options: TaylorCorrectorOptions = {}): Corrector {
   const params = validateParams("taylor", taylorCorrectorParams, { ...options });
   const order = (params.order as number | undefined) ?? 1;
+  /** The forecast's terms; undefined for plain reuse (one computed value so far). */
+  const termsOf = (context: CorrectionContext): WeightedTerm[] | undefined => {
+    const points = context.history.slice(0, order + 1);
+    if (points.length < 2) return undefined;
+    const weights = interpolationWeights(
+      points.map((point) => point.step),
+      context.step.index,
+    );
+    return points.map((point, j) => ({ tensor: point.value, weight: weights[j]! }));
+  };
   return {
     name: "taylor",
     spec: formatSpec("taylor", taylorCorrectorParams, { order }),
     historyLength: order + 1,
     async correct(context): Promise<Tensor> {
-      const points = context.history.slice(0, order + 1);
-      if (points.length < 2) return context.cached;
-      const weights = interpolationWeights(
-        points.map((point) => point.step),
-        context.step.index,
-      );
-      return context.math.combine(points.map((point, j) => ({ tensor: point.value, weight: weights[j]! })));
+      const terms = termsOf(context);
+      return terms === undefined ? context.cached : context.math.combine(terms);
+    },
+    async correctTerms(context): Promise<readonly WeightedTerm[]> {
+      return termsOf(context) ?? [{ tensor: context.cached, weight: 1 }];
     },
   };
 }

@@ -1,0 +1,123 @@
+import { fileURLToPath } from "node:url";
+import { createCpuBackend } from "@ditcache/backend-cpu";
+import { createCacheEngine, parsePolicy } from "@ditcache/cache";
+import type { SiteHook } from "@ditcache/core";
+import { ddimSample } from "@ditcache/diffusion";
+import { DiTModel } from "@ditcache/dit";
+import { describe, expect, it } from "vitest";
+import { trajectoryModel } from "./__fixtures__/trajectory.js";
+import { type CalibrateOptions, calibrate } from "./calibrate.js";
+import { eoc } from "./corrector.js";
+
+const fixture = fileURLToPath(new URL("../../dit/src/__fixtures__/tiny-dit.safetensors", import.meta.url));
+const policy = parsePolicy("fora:interval=2");
+const steps = 6;
+const backend = createCpuBackend();
+const model = await DiTModel.load(fixture, { backend });
+
+async function sample(hook: SiteHook | undefined, seed: number): Promise<Float32Array> {
+  const result = await ddimSample(
+    (x, t, y, step) => model.forward(x, t, y, { ...(hook ? { hook } : {}), step }),
+    {
+      backend,
+      shape: [2, 4, 8, 8],
+      labels: [seed % 10, (seed + 3) % 10],
+      steps,
+      cfgScale: 4,
+      nullLabel: 10,
+      seed,
+    },
+  );
+  const data = await backend.read(result.sample);
+  backend.dispose(result.sample);
+  return data;
+}
+
+const options: CalibrateOptions = {
+  runSample: async (hook, i) => void (await sample(hook, i)),
+  basePolicy: policy,
+  steps,
+  depth: 2,
+  descriptor: {
+    modelHash: "tiny-dit",
+    sampler: { respacing: "ddim6", sampler: "ddim", cfgScale: 4, guideChannels: 3 },
+  },
+  samples: 4,
+};
+
+describe("calibrate's closed-loop pass (trend scale)", () => {
+  it("scores each candidate scale on the last step's stack input and keeps the best", async () => {
+    const stages: string[] = [];
+    const priors = await calibrate({
+      ...options,
+      closedLoop: { samples: 2, trendScales: [1, 2, 0] },
+      onProgress: (event) => void stages.push(`${event.status} ${event.sample}/${event.samples}`),
+    });
+    const report = priors.header.report.closedLoop!;
+    expect(report.samples).toBe(2);
+    expect(report.candidates.map((candidate) => candidate.trendScale)).toEqual([1, 2, 0]);
+    for (const candidate of report.candidates) {
+      expect(candidate.relativeError).toBeGreaterThan(0);
+      expect(Number.isFinite(candidate.relativeError)).toBe(true);
+    }
+    const best = Math.min(...report.candidates.map((candidate) => candidate.relativeError));
+    const chosen = report.candidates.find((candidate) => candidate.relativeError === best)!;
+    expect(priors.header.defaults.trendScale).toBe(chosen.trendScale);
+    expect(stages).toContain("closed-loop 6/6");
+    expect(stages.at(-1)).toBe("done 4/4");
+  });
+
+  it("the file's scale is the corrector's default, and an explicit trendScale overrides it", async () => {
+    const priors = await calibrate({ ...options, closedLoop: { samples: 1, trendScales: [2] } });
+    expect(priors.header.defaults.trendScale).toBe(2);
+    const run = async (trendScale?: number) => {
+      const { corrector } = eoc(policy, priors, trendScale === undefined ? {} : { trendScale });
+      const engine = createCacheEngine({ policy, corrector });
+      const out = await sample(engine, 500);
+      engine.dispose();
+      corrector.dispose();
+      return { out, spec: corrector.spec };
+    };
+    const byDefault = await run();
+    const explicit = await run(2);
+    const unscaled = await run(1);
+    expect(byDefault.out).toEqual(explicit.out);
+    expect(unscaled.out).not.toEqual(byDefault.out);
+    expect(byDefault.spec).not.toContain("trendScale");
+    expect(unscaled.spec).toContain("trendScale=1");
+    expect(() => eoc(policy, priors, { trendScale: -1 })).toThrow(
+      /options.trendScale: expected a number >= 0/,
+    );
+  });
+
+  it("is skipped with closedLoop false, and by default for a model without a block-stack site", async () => {
+    const off = await calibrate({ ...options, closedLoop: false });
+    expect(off.header.defaults.trendScale).toBe(1);
+    expect(off.header.report.closedLoop).toBeUndefined();
+    const trajectory = trajectoryModel(backend, {
+      depth: 1,
+      steps: 4,
+      rows: ["cond"],
+      tokens: 2,
+      channels: 2,
+      feature: (s, step, i) => Float32Array.from([s, step, i, 1]),
+    });
+    const base = {
+      ...options,
+      runSample: (hook: SiteHook, i: number) => trajectory.run(hook, i),
+      steps: 4,
+      depth: 1,
+      samples: 2,
+    };
+    expect((await calibrate(base)).header.report.closedLoop).toBeUndefined();
+    await expect(calibrate({ ...base, closedLoop: {} })).rejects.toThrow(
+      /needs a model that passes its block stack/,
+    );
+    await expect(calibrate({ ...options, closedLoop: { samples: 5 } })).rejects.toThrow(
+      /options.closedLoop.samples: expected an integer in \[1, 4\]/,
+    );
+    await expect(calibrate({ ...options, closedLoop: { trendScales: [] } })).rejects.toThrow(
+      /options.closedLoop.trendScales: expected a non-empty list/,
+    );
+  });
+});

@@ -1,4 +1,10 @@
-import { type CachePolicy, type Corrector, createCacheEngine, taylorCorrector } from "@ditcache/cache";
+import {
+  type CacheEngine,
+  type CachePolicy,
+  type Corrector,
+  createCacheEngine,
+  taylorCorrector,
+} from "@ditcache/cache";
 import {
   type Backend,
   type BatchHalf,
@@ -10,6 +16,7 @@ import {
   type SiteHook,
   type StepInfo,
   sizeOf,
+  type Tensor,
 } from "@ditcache/core";
 import { eocCorrector } from "./corrector.js";
 import {
@@ -304,6 +311,24 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     call.site.kind === "blocks" && call.step.index === steps - 1;
   const uncachedInputs: Float32Array[] = [];
 
+  // A cached pass's hook: the engine's, with `run` the caller's and the run's backend passed to it.
+  const engineHook = (
+    engine: CacheEngine,
+    run: (call: SiteCall, backend: Backend | undefined) => Promise<Tensor>,
+  ): SiteHook => {
+    let backend: Backend | undefined;
+    return {
+      beginForward(current, currentBackend) {
+        backend = checkStep(current, currentBackend);
+        return engine.beginForward(current, currentBackend);
+      },
+      endForward() {
+        engine.endForward();
+      },
+      run: (call) => run(call, backend),
+    };
+  };
+
   // ---------------------------------------------------------------- pass 1: P
   const means: (Float32Array | undefined)[] = new Array(sites.length * steps).fill(undefined);
   const counts = new Float64Array(sites.length * steps);
@@ -382,7 +407,6 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
   for (let sample = 0; sample < samples; sample++) {
     checkAbort();
     const fold = sample % 2;
-    let backend: Backend | undefined;
     const recorded: Recorded[] = [];
     const recorder: Corrector = {
       name: "eoc-calibration",
@@ -404,88 +428,79 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       },
     };
     const engine = createCacheEngine({ policy: basePolicy, corrector: recorder });
-    const hook: SiteHook = {
-      beginForward(current, currentBackend) {
-        backend = checkStep(current, currentBackend);
-        return engine.beginForward(current, currentBackend);
-      },
-      endForward() {
-        engine.endForward();
-      },
-      async run(call) {
-        const s = siteIndex.get(call.site.key);
-        const index = call.step.index;
-        if (s === undefined || sources[s]![index]! < 0) return engine.run(call);
-        const active = checkStep(call.step, backend);
-        let trueValue: Float32Array | undefined;
-        recorded.length = 0;
-        const result = await engine.run({
-          site: call.site,
-          step: call.step,
-          input: call.input,
-          macs: call.macs,
-          ...(call.indicator ? { indicator: call.indicator } : {}),
-          ...(call.gate ? { gate: call.gate } : {}),
-          compute: async () => {
-            const out = await call.compute();
-            trueValue = await active.read(out);
-            return out;
-          },
-        });
-        if (recorded.length === 0) return result;
-        if (trueValue === undefined) {
-          // The shadow compute: what the site would give on this cached trajectory.
+    const hook = engineHook(engine, async (call, backend) => {
+      const s = siteIndex.get(call.site.key);
+      const index = call.step.index;
+      if (s === undefined || sources[s]![index]! < 0) return engine.run(call);
+      const active = checkStep(call.step, backend);
+      let trueValue: Float32Array | undefined;
+      recorded.length = 0;
+      const result = await engine.run({
+        site: call.site,
+        step: call.step,
+        input: call.input,
+        macs: call.macs,
+        ...(call.indicator ? { indicator: call.indicator } : {}),
+        ...(call.gate ? { gate: call.gate } : {}),
+        compute: async () => {
           const out = await call.compute();
-          try {
-            trueValue = await active.read(out);
-          } finally {
-            active.dispose(out);
-          }
+          trueValue = await active.read(out);
+          return out;
+        },
+      });
+      if (recorded.length === 0) return result;
+      if (trueValue === undefined) {
+        // The shadow compute: what the site would give on this cached trajectory.
+        const out = await call.compute();
+        try {
+          trueValue = await active.read(out);
+        } finally {
+          active.dispose(out);
         }
-        const cell = cellOf.get(`${s}@${index}`)!;
-        const gates = gateWeighted && call.gate ? await active.read(call.gate) : undefined;
-        if (gates) gatesUsed = true;
-        const gateWidth = gates ? gates.length / call.step.rows.length : 0;
-        const observed: ObservedRow[] = [];
-        for (const record of recorded) {
-          if (record.sourceStep !== sources[s]![index]) {
-            throw new DitcacheError(
-              "UNSUPPORTED",
-              `calibrate: base policy "${basePolicy.spec}" reused ${call.site.key} at step ${index} from step ${record.sourceStep}, its static table says ${sources[s]![index]}: decisions must depend on the step and site only`,
-            );
-          }
-          const rows = rowsOf(call.step.rows, record.half);
-          rows.forEach((row, laneRow) => {
-            const cached = rowView(record.cached, laneRow);
-            let trend: Float32Array | undefined;
-            if (record.previous !== undefined) {
-              const last = record.sourceStep;
-              const scale = (index - last) / (last - record.previous.step);
-              const previous = rowView(record.previous.data, laneRow);
-              trend = cached.map((value, i) => (value - previous[i]!) * scale);
-            }
-            const gate = gates?.subarray(row * gateWidth, (row + 1) * gateWidth);
-            observed.push({
-              half: call.step.rows[row]!,
-              trueValue: rowView(trueValue!, row),
-              cached,
-              trend,
-              ...(gate ? { gate } : {}),
-            });
-          });
-        }
-        for (const item of fitRows(observed, fitSpace, sampler.cfgScale, differences[cell]!))
-          accumulateRow(
-            statistics.data,
-            statistics.offset(cell, fold),
-            item.trueValue,
-            item.cached,
-            item.trend,
-            item.difference,
+      }
+      const cell = cellOf.get(`${s}@${index}`)!;
+      const gates = gateWeighted && call.gate ? await active.read(call.gate) : undefined;
+      if (gates) gatesUsed = true;
+      const gateWidth = gates ? gates.length / call.step.rows.length : 0;
+      const observed: ObservedRow[] = [];
+      for (const record of recorded) {
+        if (record.sourceStep !== sources[s]![index]) {
+          throw new DitcacheError(
+            "UNSUPPORTED",
+            `calibrate: base policy "${basePolicy.spec}" reused ${call.site.key} at step ${index} from step ${record.sourceStep}, its static table says ${sources[s]![index]}: decisions must depend on the step and site only`,
           );
-        return result;
-      },
-    };
+        }
+        const rows = rowsOf(call.step.rows, record.half);
+        rows.forEach((row, laneRow) => {
+          const cached = rowView(record.cached, laneRow);
+          let trend: Float32Array | undefined;
+          if (record.previous !== undefined) {
+            const last = record.sourceStep;
+            const scale = (index - last) / (last - record.previous.step);
+            const previous = rowView(record.previous.data, laneRow);
+            trend = cached.map((value, i) => (value - previous[i]!) * scale);
+          }
+          const gate = gates?.subarray(row * gateWidth, (row + 1) * gateWidth);
+          observed.push({
+            half: call.step.rows[row]!,
+            trueValue: rowView(trueValue!, row),
+            cached,
+            trend,
+            ...(gate ? { gate } : {}),
+          });
+        });
+      }
+      for (const item of fitRows(observed, fitSpace, sampler.cfgScale, differences[cell]!))
+        accumulateRow(
+          statistics.data,
+          statistics.offset(cell, fold),
+          item.trueValue,
+          item.cached,
+          item.trend,
+          item.difference,
+        );
+      return result;
+    });
     try {
       await runSample(hook, sample);
     } finally {
@@ -586,21 +601,11 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       for (let sample = 0; sample < closedLoop.samples; sample++) {
         checkAbort();
         const engine = createCacheEngine({ policy: basePolicy, corrector });
-        let backend: Backend | undefined;
         let input: Float32Array | undefined;
-        const hook: SiteHook = {
-          beginForward(current, currentBackend) {
-            backend = checkStep(current, currentBackend);
-            return engine.beginForward(current, currentBackend);
-          },
-          endForward() {
-            engine.endForward();
-          },
-          async run(call) {
-            if (isLastStackCall(call)) input = await checkStep(call.step, backend).read(call.input);
-            return engine.run(call);
-          },
-        };
+        const hook = engineHook(engine, async (call, backend) => {
+          if (isLastStackCall(call)) input = await checkStep(call.step, backend).read(call.input);
+          return engine.run(call);
+        });
         try {
           await runSample(hook, sample);
         } finally {

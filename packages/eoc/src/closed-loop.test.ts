@@ -1,37 +1,16 @@
-import { fileURLToPath } from "node:url";
 import { createCpuBackend } from "@ditcache/backend-cpu";
 import { createCacheEngine, parsePolicy } from "@ditcache/cache";
 import type { SiteHook } from "@ditcache/core";
-import { ddimSample } from "@ditcache/diffusion";
-import { DiTModel } from "@ditcache/dit";
 import { describe, expect, it } from "vitest";
+import { loadTinyDit, TINY_DIT_STEPS } from "./__fixtures__/tiny-dit.js";
 import { trajectoryModel } from "./__fixtures__/trajectory.js";
 import { type CalibrateOptions, calibrate } from "./calibrate.js";
 import { eoc } from "./corrector.js";
 
-const fixture = fileURLToPath(new URL("../../dit/src/__fixtures__/tiny-dit.safetensors", import.meta.url));
 const policy = parsePolicy("fora:interval=2");
-const steps = 6;
+const steps = TINY_DIT_STEPS;
 const backend = createCpuBackend();
-const model = await DiTModel.load(fixture, { backend });
-
-async function sample(hook: SiteHook | undefined, seed: number): Promise<Float32Array> {
-  const result = await ddimSample(
-    (x, t, y, step) => model.forward(x, t, y, { ...(hook ? { hook } : {}), step }),
-    {
-      backend,
-      shape: [2, 4, 8, 8],
-      labels: [seed % 10, (seed + 3) % 10],
-      steps,
-      cfgScale: 4,
-      nullLabel: 10,
-      seed,
-    },
-  );
-  const data = await backend.read(result.sample);
-  backend.dispose(result.sample);
-  return data;
-}
+const { sample } = await loadTinyDit(backend);
 
 const options: CalibrateOptions = {
   runSample: async (hook, i) => void (await sample(hook, i)),

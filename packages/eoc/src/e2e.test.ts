@@ -1,11 +1,9 @@
-import { fileURLToPath } from "node:url";
 import { createCpuBackend } from "@ditcache/backend-cpu";
 import { type CachePolicy, type Corrector, createCacheEngine, parsePolicy } from "@ditcache/cache";
 import { createSyntheticModel, trackTensors } from "@ditcache/cache/testing";
-import type { Backend, SiteHook } from "@ditcache/core";
-import { ddimSample } from "@ditcache/diffusion";
-import { DiTModel } from "@ditcache/dit";
+import type { SiteHook } from "@ditcache/core";
 import { describe, expect, it } from "vitest";
+import { loadTinyDit, TINY_DIT_STEPS } from "./__fixtures__/tiny-dit.js";
 import { calibrate } from "./calibrate.js";
 import { type EocOptions, eoc } from "./corrector.js";
 import type { Priors } from "./priors.js";
@@ -107,35 +105,12 @@ describe("end to end on the cache package's synthetic model (FORA 50%)", () => {
 });
 
 describe("end to end on the tiny DiT fixture (DDIM 6 steps, CFG 4, FORA 50%)", () => {
-  const fixture = fileURLToPath(new URL("../../dit/src/__fixtures__/tiny-dit.safetensors", import.meta.url));
   const policy = parsePolicy("fora:interval=2");
-  const steps = 6;
-
-  async function setup(backend: Backend) {
-    const model = await DiTModel.load(fixture, { backend });
-    const sample: Sampler = async (hook, seed) => {
-      const result = await ddimSample(
-        (x, t, y, step) => model.forward(x, t, y, { ...(hook ? { hook } : {}), step }),
-        {
-          backend,
-          shape: [2, 4, 8, 8],
-          labels: [seed % 10, (seed + 3) % 10],
-          steps,
-          cfgScale: 4,
-          nullLabel: 10,
-          seed,
-        },
-      );
-      const data = await backend.read(result.sample);
-      backend.dispose(result.sample);
-      return data;
-    };
-    return { model, sample };
-  }
+  const steps = TINY_DIT_STEPS;
 
   it("EOC output is closer to uncached than plain reuse on calibration-disjoint seeds", async () => {
     const backend = createCpuBackend();
-    const { model, sample } = await setup(backend);
+    const { model, sample } = await loadTinyDit(backend);
     const priors = await calibrate({
       runSample: async (hook, i) => void (await sample(hook, i)),
       basePolicy: policy,
@@ -159,7 +134,7 @@ describe("end to end on the tiny DiT fixture (DDIM 6 steps, CFG 4, FORA 50%)", (
 
   it("the DiT applies EOC's terms inside its gated residual: the samples of combine then re-gate", async () => {
     const backend = createCpuBackend();
-    const { model, sample } = await setup(backend);
+    const { model, sample } = await loadTinyDit(backend);
     const priors = await calibrate({
       runSample: async (hook, i) => void (await sample(hook, i)),
       basePolicy: policy,

@@ -51,6 +51,8 @@ def parse():
     ap.add_argument("--shift", type=int, default=2, help="random translation augmentation in pixels (0 = off)")
     ap.add_argument("--classifier", default="", help="mnist-classifier.safetensors: score 1000 CFG samples at the end")
     ap.add_argument("--eval-samples", type=int, default=1000)
+    ap.add_argument("--eval-cfg", default="3",
+                    help="comma-separated CFG scales at which the classifier scores the samples (e.g. 3,4,5)")
     return ap.parse_args()
 
 
@@ -220,18 +222,22 @@ def main():
     if a.classifier and os.path.exists(a.classifier):
         clf = load_classifier(a.classifier, dev)
         ns = max(10, a.eval_samples // 10 * 10)
-        correct = 0
-        gen = torch.Generator(device="cpu").manual_seed(4321)
-        with torch.no_grad():
-            for s0 in range(0, ns, 500):
-                bs = min(500, ns - s0)
-                lab = (torch.arange(s0, s0 + bs) % 10).to(dev)
-                zz = torch.randn(bs, 1, 32, 32, generator=gen).to(dev)
-                smp = sample_cfg(ema_f, sd, zz, lab, 3.0, method="ddim", guide_channels="all")
-                correct += (clf(smp).argmax(1) == lab).sum().item()
-        acc_gen = correct / ns
-        extra["classifier_acc_ddim20_cfg3"] = f"{acc_gen:.4f}"
-        log(f"classifier accuracy on {ns} generated digits (DDIM20, CFG 3, intended label): {acc_gen:.4f}")
+        for cfg in [float(x) for x in a.eval_cfg.split(",")]:
+            correct = torch.zeros(10)
+            gen = torch.Generator(device="cpu").manual_seed(4321)  # the same noise at every scale
+            with torch.no_grad():
+                for s0 in range(0, ns, 500):
+                    bs = min(500, ns - s0)
+                    lab = (torch.arange(s0, s0 + bs) % 10).to(dev)
+                    zz = torch.randn(bs, 1, 32, 32, generator=gen).to(dev)
+                    smp = sample_cfg(ema_f, sd, zz, lab, cfg, method="ddim", guide_channels="all")
+                    hit = (clf(smp).argmax(1) == lab).float().cpu()
+                    correct += torch.zeros(10).index_add_(0, lab.cpu(), hit)
+            acc_gen = correct.sum().item() / ns
+            extra[f"classifier_acc_ddim20_cfg{cfg:g}"] = f"{acc_gen:.4f}"
+            per_class = " ".join(f"{c}:{v / (ns // 10):.2f}" for c, v in enumerate(correct.tolist()))
+            log(f"classifier accuracy on {ns} generated digits (DDIM20, CFG {cfg:g}, intended label): "
+                f"{acc_gen:.4f}  per class {per_class}")
     save_weights(ema, a.out, step, recipe, extra)
     if plot_loss(csv_path, os.path.join(a.out, "loss.png")):
         log("loss.png written")

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { noise, type Returned, trajectoryModel } from "./__fixtures__/trajectory.js";
 import { calibrate } from "./calibrate.js";
 import { eoc, eocCorrector } from "./corrector.js";
+import { fixedTrendPriorCoefficient } from "./fit.js";
 import type { PriorsDescriptor } from "./header.js";
 
 const descriptor: PriorsDescriptor = {
@@ -267,6 +268,57 @@ describe("calibrate recovers the coefficients of correction (b)", () => {
       expect(cell.trendCoefficient).toBeCloseTo(0, 6);
       expect(cell.priorCoefficient).toBeCloseTo(cell.gamma, 3);
     }
+  });
+
+  it("fixed trend gain: b(s) = priorGain - s·trendProjection is the fit on what s·trend leaves", async () => {
+    const priors = await calibrate({
+      runSample: (hook, i) => model.run(hook, i),
+      basePolicy: parsePolicy("fora:interval=3"),
+      steps: 9,
+      depth: 1,
+      descriptor,
+      samples: 4,
+      granularity: "token-channel",
+      dtype: "F32",
+      closedLoop: false,
+    });
+    const h = (s: number) => s * s;
+    const withTrend = priors.cells().filter((cell) => cell.step >= 4);
+    for (const cell of withTrend) {
+      const last = cell.sourceStep;
+      const kappa = 1 - ((h(last) - h(last - 3)) * (cell.step - last)) / (3 * (h(cell.step) - h(last)));
+      // The true error is 1·t + kappa·D: at gain 1 the prior term is kappa; at gain 2 it must
+      // also cancel the extra trend's component along D.
+      expect(fixedTrendPriorCoefficient(cell, 1, 4)).toBeCloseTo(kappa, 3);
+      expect(fixedTrendPriorCoefficient(cell, 2, 4)).toBeCloseTo(kappa - cell.trendProjection, 3);
+    }
+    // With gain 1 the corrector rebuilds every reused value that has a trend, as the fitted (a, b) do.
+    const run = async (options: Parameters<typeof eoc>[2]) => {
+      const basePolicy = parsePolicy("fora:interval=3");
+      const { corrector } = eoc(basePolicy, priors, { judgment: false, ...options });
+      const returned: Returned = new Map();
+      const engine = createCacheEngine({ policy: basePolicy, corrector });
+      await model.run(engine, 6, returned);
+      engine.dispose();
+      corrector.dispose();
+      return { returned, counts: corrector.counts };
+    };
+    const fixed = await run({ trendGain: "fixed", trendScale: 1 });
+    for (const cell of withTrend) {
+      const truth = model.batch(priors.sites.indexOf(cell.site), cell.step, 6);
+      const got = fixed.returned.get(`${cell.site}@${cell.step}`)!;
+      for (let k = 0; k < got.length; k++) expect(got[k]).toBeCloseTo(truth[k]!, 3);
+    }
+    expect(fixed.counts.corrected).toBe(priors.cellCount);
+    // Judgment on, with a fixed gain, gates only the prior term: the trend stays everywhere.
+    const judged = (await run({ trendGain: "fixed", trendScale: 1, judgment: true, tau: 1e9 })).counts;
+    expect(judged).toEqual({
+      corrected: withTrend.length,
+      judged: priors.cellCount,
+      disagreed: 0,
+      noPrior: 0,
+    });
+    expect(priors.header.report.fixedTrend.heldOutReductionAll).toBeGreaterThan(0);
   });
 });
 

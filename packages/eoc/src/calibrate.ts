@@ -35,6 +35,7 @@ import {
   PRIORS_VERSION,
   type PriorsDescriptor,
   type PriorsHeader,
+  type TrendGain,
 } from "./header.js";
 import { Priors } from "./priors.js";
 import { policyBranchSites, staticReuseSources } from "./reuse-table.js";
@@ -107,18 +108,19 @@ export interface CalibrateOptions {
   /** Default cosine threshold of the trend-agreement check written to the file. @defaultValue 0 */
   kappa?: number;
   /**
-   * Pass 3, choosing `defaults.trendScale`: the first `samples` calibration samples run with the
-   * fitted corrector (default options) at each candidate scale, and the scale whose last-step
-   * block-stack inputs (the embedded x of the last step, a linear image of the final sample)
-   * land closest to the uncached ones wins. The one-step least-squares
+   * Pass 3, choosing `defaults.trendGain` and `defaults.trendScale`: the first `samples`
+   * calibration samples run with the corrector (default options) at each candidate, and the one
+   * whose last-step block-stack inputs (the embedded x of the last step, a linear image of the
+   * final sample) land closest to the uncached ones wins. The one-step least-squares trend
    * coefficients come out shrunk (the trend is a noisy regressor), and on the demo model their
-   * under-correction added up over a run; `false` keeps scale 1 and skips the pass. Memory grows
-   * with `samples` (one stack input per sample kept from pass 1), hence its own, small count.
-   * Needs the model to pass its block stack through the hook (a "blocks" site, as DiTModel
+   * under-correction added up over a run; the fixed-gain candidates keep the trend at a set gain
+   * and fit only the prior term. `false` keeps fitted gains at scale 1 and skips the pass. Memory
+   * grows with `samples` (one stack input per sample kept from pass 1), hence its own, small
+   * count. Needs the model to pass its block stack through the hook (a "blocks" site, as DiTModel
    * does); by default the pass is skipped for a model that does not.
-   * @defaultValue { samples: min(16, options.samples), trendScales: [1, 1.25, 1.5, 2] }
+   * @defaultValue { samples: min(16, options.samples), candidates: {@link CLOSED_LOOP_CANDIDATES} }
    */
-  closedLoop?: false | { samples?: number; trendScales?: readonly number[] };
+  closedLoop?: false | { samples?: number; candidates?: readonly ClosedLoopCandidate[] };
   /** Called after every sample of each pass. */
   onProgress?: (event: CalibrationProgress) => void;
   /** Stops between samples with an ABORTED error. */
@@ -155,24 +157,58 @@ function norm(values: Float32Array): number {
   return Math.sqrt(total);
 }
 
+/** One setting of mode "trend" tried by the closed-loop pass. */
+export interface ClosedLoopCandidate {
+  /** How the trend coefficient is set. */
+  readonly trendGain: TrendGain;
+  /** The multiplier of the fitted coefficients, or the fixed coefficient. */
+  readonly trendScale: number;
+  /** Whether the prior term is added. @defaultValue true */
+  readonly prior?: boolean;
+}
+
+/**
+ * The closed-loop pass's default candidates: fitted gains (trend + prior) scaled up, and fixed
+ * gains around 1 with and without the prior term.
+ */
+export const CLOSED_LOOP_CANDIDATES: readonly ClosedLoopCandidate[] = [
+  ...[1, 1.25, 1.5, 2].map((trendScale) => ({ trendGain: "fitted" as const, trendScale })),
+  ...[1, 1.25, 1.5].flatMap((trendScale) =>
+    [true, false].map((prior) => ({ trendGain: "fixed" as const, trendScale, prior })),
+  ),
+];
+
 function closedLoopOptions(
   value: CalibrateOptions["closedLoop"],
   samples: number,
-): { samples: number; trendScales: readonly number[] } | undefined {
+): { samples: number; candidates: readonly ClosedLoopCandidate[] } | undefined {
   if (value === false) return undefined;
   if (value !== undefined && (value === null || typeof value !== "object"))
-    invalidArgument("options.closedLoop", value, "false or { samples?, trendScales? }");
+    invalidArgument("options.closedLoop", value, "false or { samples?, candidates? }");
   const count = value?.samples === undefined ? Math.min(16, samples) : value.samples;
   if (!Number.isInteger(count) || count < 1 || count > samples)
     invalidArgument("options.closedLoop.samples", count, `an integer in [1, ${samples}] (options.samples)`);
-  const trendScales = value?.trendScales ?? [1, 1.25, 1.5, 2];
+  const candidates = value?.candidates ?? CLOSED_LOOP_CANDIDATES;
   if (
-    !Array.isArray(trendScales) ||
-    trendScales.length === 0 ||
-    trendScales.some((scale) => typeof scale !== "number" || !Number.isFinite(scale) || scale < 0)
+    !Array.isArray(candidates) ||
+    candidates.length === 0 ||
+    candidates.some(
+      (candidate) =>
+        candidate === null ||
+        typeof candidate !== "object" ||
+        (candidate.trendGain !== "fitted" && candidate.trendGain !== "fixed") ||
+        (candidate.prior !== undefined && typeof candidate.prior !== "boolean") ||
+        typeof candidate.trendScale !== "number" ||
+        !Number.isFinite(candidate.trendScale) ||
+        candidate.trendScale < 0,
+    )
   )
-    invalidArgument("options.closedLoop.trendScales", trendScales, "a non-empty list of numbers >= 0");
-  return { samples: count, trendScales };
+    invalidArgument(
+      "options.closedLoop.candidates",
+      candidates,
+      'a non-empty list of { trendGain: "fitted" | "fixed", trendScale: number >= 0, prior?: boolean }',
+    );
+  return { samples: count, candidates };
 }
 
 /** Σ (a - b)² / Σ b². */
@@ -198,8 +234,9 @@ function relativeSquaredError(a: Float32Array, b: Float32Array): number {
  *    F_true - F_cached with the trend (F_last - F_prev)·(step - last)/(last - prev) and with D
  *    are summed — per CFG pair in the guided combination, gate-weighted (`fitSpace`,
  *    `gateWeighted`): the normal equations of gamma, of (a, b) and of the trend-only gain.
- * 3. Closed loop (`closedLoop`): a few samples run with the fitted corrector at candidate trend
- *    scales; the scale whose last-step stack inputs are closest to pass 1's is the default.
+ * 3. Closed loop (`closedLoop`): a few samples run with the corrector at each candidate trend
+ *    setting (fitted gains scaled, fixed gains); the one whose last-step stack inputs are closest
+ *    to pass 1's is the default.
  *
  * Memory is fixed by sites x steps (running means, seven sums per cell and fold), never by the
  * number of samples. Rows are split by sample parity into two folds to choose tau on held-out rows.
@@ -551,7 +588,10 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       gammaMax: limits.gammaMax,
       coefficientMax: limits.coefficientMax,
       globalGamma: statistics.globalGamma(limits),
+      trendGain: "fitted",
       trendScale: 1,
+      prior: true,
+      fixedTrendTau: report.fixedTrend.tau,
     },
     report,
   };
@@ -575,6 +615,8 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     trendGain: Float32Array.from(fits, (fit) => fit.trendGain),
     trendCoefficient: Float32Array.from(fits, (fit) => fit.trendCoefficient),
     priorCoefficient: Float32Array.from(fits, (fit) => fit.priorCoefficient),
+    priorGain: Float32Array.from(fits, (fit) => fit.priorGain),
+    trendProjection: Float32Array.from(fits, (fit) => fit.trendProjection),
   };
   // By default the pass runs where the model shows its block stack to the hook (DiTModel does);
   // asked for explicitly, it must.
@@ -590,13 +632,17 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     return new Priors(header, data);
   }
 
-  // ---------------------------------------------------------------- pass 3: trend scale
-  const runs = closedLoop.samples * closedLoop.trendScales.length;
-  const candidates: { trendScale: number; relativeError: number }[] = [];
-  for (const trendScale of closedLoop.trendScales) {
-    const candidate = new Priors({ ...header, defaults: { ...header.defaults, trendScale } }, data);
+  // ---------------------------------------------------------------- pass 3: trend setting
+  const runs = closedLoop.samples * closedLoop.candidates.length;
+  const candidates: { trendGain: TrendGain; trendScale: number; prior: boolean; relativeError: number }[] =
+    [];
+  for (const { trendGain, trendScale, prior = true } of closedLoop.candidates) {
+    const candidate = new Priors(
+      { ...header, defaults: { ...header.defaults, trendGain, trendScale, prior } },
+      data,
+    );
     const corrector = eocCorrector(candidate);
-    let error = 0;
+    let logError = 0;
     try {
       for (let sample = 0; sample < closedLoop.samples; sample++) {
         checkAbort();
@@ -618,7 +664,9 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
             `calibrate: sample ${sample} gave no block-stack input of ${reference.length} values at the last step in the closed-loop pass (runSample must be deterministic per index)`,
           );
         }
-        error += relativeSquaredError(input, reference) / closedLoop.samples;
+        // Mean of logs (a geometric mean): the average per-sample PSNR is what the evaluation
+        // compares, and an arithmetic mean lets one or two diverging samples pick the candidate.
+        logError += Math.log(Math.max(relativeSquaredError(input, reference), 1e-30)) / closedLoop.samples;
         onProgress?.({
           status: "closed-loop",
           sample: candidates.length * closedLoop.samples + sample + 1,
@@ -628,14 +676,19 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     } finally {
       corrector.dispose();
     }
-    candidates.push({ trendScale, relativeError: error });
+    candidates.push({ trendGain, trendScale, prior, relativeError: Math.exp(logError) });
   }
   const best = candidates.reduce((a, b) => (b.relativeError < a.relativeError ? b : a));
   onProgress?.({ status: "done", sample: samples, samples });
   return new Priors(
     {
       ...header,
-      defaults: { ...header.defaults, trendScale: best.trendScale },
+      defaults: {
+        ...header.defaults,
+        trendGain: best.trendGain,
+        trendScale: best.trendScale,
+        prior: best.prior,
+      },
       report: { ...report, closedLoop: { samples: closedLoop.samples, candidates } },
     },
     data,

@@ -24,17 +24,23 @@ const options: CalibrateOptions = {
   samples: 4,
 };
 
-describe("calibrate's closed-loop pass (trend scale)", () => {
-  it("scores each candidate scale on the last step's stack input and keeps the best", async () => {
+describe("calibrate's closed-loop pass (trend setting)", () => {
+  it("scores each candidate on the last step's stack input and keeps the best", async () => {
     const stages: string[] = [];
+    const tried = [
+      { trendGain: "fitted", trendScale: 1 },
+      { trendGain: "fitted", trendScale: 2 },
+      { trendGain: "fixed", trendScale: 1 },
+      { trendGain: "fixed", trendScale: 0 },
+    ] as const;
     const priors = await calibrate({
       ...options,
-      closedLoop: { samples: 2, trendScales: [1, 2, 0] },
+      closedLoop: { samples: 2, candidates: tried },
       onProgress: (event) => void stages.push(`${event.status} ${event.sample}/${event.samples}`),
     });
     const report = priors.header.report.closedLoop!;
     expect(report.samples).toBe(2);
-    expect(report.candidates.map((candidate) => candidate.trendScale)).toEqual([1, 2, 0]);
+    expect(report.candidates.map(({ trendGain, trendScale }) => ({ trendGain, trendScale }))).toEqual(tried);
     for (const candidate of report.candidates) {
       expect(candidate.relativeError).toBeGreaterThan(0);
       expect(Number.isFinite(candidate.relativeError)).toBe(true);
@@ -42,12 +48,28 @@ describe("calibrate's closed-loop pass (trend scale)", () => {
     const best = Math.min(...report.candidates.map((candidate) => candidate.relativeError));
     const chosen = report.candidates.find((candidate) => candidate.relativeError === best)!;
     expect(priors.header.defaults.trendScale).toBe(chosen.trendScale);
-    expect(stages).toContain("closed-loop 6/6");
+    expect(priors.header.defaults.trendGain).toBe(chosen.trendGain);
+    // Asked for the other gain, the corrector takes that gain's best candidate scale.
+    const other = chosen.trendGain === "fitted" ? "fixed" : "fitted";
+    const ofOther = report.candidates.filter((candidate) => candidate.trendGain === other);
+    const bestOther = ofOther.reduce((a, b) => (b.relativeError < a.relativeError ? b : a));
+    const { corrector } = eoc(policy, priors, { trendGain: other });
+    const explicit = eoc(policy, priors, { trendGain: other, trendScale: bestOther.trendScale }).corrector;
+    const engines = [corrector, explicit].map((c) => createCacheEngine({ policy, corrector: c }));
+    const [byDefault, byScale] = [await sample(engines[0]!, 300), await sample(engines[1]!, 300)];
+    expect(byDefault).toEqual(byScale);
+    for (const engine of engines) engine.dispose();
+    corrector.dispose();
+    explicit.dispose();
+    expect(stages).toContain("closed-loop 8/8");
     expect(stages.at(-1)).toBe("done 4/4");
   });
 
   it("the file's scale is the corrector's default, and an explicit trendScale overrides it", async () => {
-    const priors = await calibrate({ ...options, closedLoop: { samples: 1, trendScales: [2] } });
+    const priors = await calibrate({
+      ...options,
+      closedLoop: { samples: 1, candidates: [{ trendGain: "fitted", trendScale: 2 }] },
+    });
     expect(priors.header.defaults.trendScale).toBe(2);
     const run = async (trendScale?: number) => {
       const { corrector } = eoc(policy, priors, trendScale === undefined ? {} : { trendScale });
@@ -69,9 +91,27 @@ describe("calibrate's closed-loop pass (trend scale)", () => {
     );
   });
 
+  it("a candidate without the prior term, once chosen, is mode trend's default", async () => {
+    const priors = await calibrate({
+      ...options,
+      closedLoop: { samples: 1, candidates: [{ trendGain: "fixed", trendScale: 1, prior: false }] },
+    });
+    expect(priors.header.defaults).toMatchObject({ trendGain: "fixed", trendScale: 1, prior: false });
+    const terms = (eocOptions: Parameters<typeof eoc>[2]) => {
+      const { corrector } = eoc(policy, priors, eocOptions);
+      corrector.dispose();
+      return corrector.terms;
+    };
+    expect(terms({})).toBe("trend");
+    expect(terms({ prior: true })).toBe("trend+prior");
+    expect(terms({ mode: "prior" })).toBe("prior");
+  });
+
   it("is skipped with closedLoop false, and by default for a model without a block-stack site", async () => {
     const off = await calibrate({ ...options, closedLoop: false });
     expect(off.header.defaults.trendScale).toBe(1);
+    expect(off.header.defaults.trendGain).toBe("fitted");
+    expect(off.header.defaults.prior).toBe(true);
     expect(off.header.report.closedLoop).toBeUndefined();
     const trajectory = trajectoryModel(backend, {
       depth: 1,
@@ -95,8 +135,14 @@ describe("calibrate's closed-loop pass (trend scale)", () => {
     await expect(calibrate({ ...options, closedLoop: { samples: 5 } })).rejects.toThrow(
       /options.closedLoop.samples: expected an integer in \[1, 4\]/,
     );
-    await expect(calibrate({ ...options, closedLoop: { trendScales: [] } })).rejects.toThrow(
-      /options.closedLoop.trendScales: expected a non-empty list/,
+    await expect(calibrate({ ...options, closedLoop: { candidates: [] } })).rejects.toThrow(
+      /options.closedLoop.candidates: expected a non-empty list/,
     );
+    await expect(
+      calibrate({
+        ...options,
+        closedLoop: { candidates: [{ trendGain: "learned" as "fixed", trendScale: 1 }] },
+      }),
+    ).rejects.toThrow(/trendGain: "fitted" \| "fixed"/);
   });
 });

@@ -8,7 +8,8 @@ import {
   type Tensor,
   type WeightedTerm,
 } from "@ditcache/core";
-import type { TermsKey } from "./header.js";
+import { fixedTrendPriorCoefficient } from "./fit.js";
+import type { TermsKey, TrendGain } from "./header.js";
 import { checkPriorsCompatible, type PriorCell, type Priors } from "./priors.js";
 
 /** Options of {@link eocCorrector} and {@link eoc}. */
@@ -21,7 +22,10 @@ export interface EocOptions {
   mode?: "trend" | "prior";
   /** Use the sample's own trend (F_last - F_prev)·(step - last)/(last - prev). @defaultValue mode === "trend" */
   trend?: boolean;
-  /** Use the prior mean caching difference D. @defaultValue true */
+  /**
+   * Use the prior mean caching difference D. @defaultValue true in mode "prior"; in mode "trend",
+   * the file's closed-loop choice (`defaults.prior`)
+   */
   prior?: boolean;
   /** Correct only cells whose relative prior error e = ||D||/||P|| exceeds tau. @defaultValue true */
   judgment?: boolean;
@@ -40,8 +44,18 @@ export interface EocOptions {
    */
   gamma?: "site" | "global" | number;
   /**
-   * Multiplier of the fitted trend coefficients (a and the trend-only gain); 1 = the one-step
-   * least-squares fits as they are. @defaultValue the file's closed-loop choice (`defaults.trendScale`), else 1
+   * How the trend coefficient is set: "fitted" = the per-cell least-squares a (a' with the prior
+   * off) times `trendScale`; "fixed" = a = `trendScale` in every cell (1 = the first-order forecast
+   * of TaylorSeer / GOC) with the prior coefficient fitted to what that trend leaves,
+   * b = priorGain - a·trendProjection, and the judgment deciding only whether b·D is added (the
+   * trend is applied wherever a trend exists). @defaultValue the file's closed-loop choice (`defaults.trendGain`)
+   */
+  trendGain?: TrendGain;
+  /**
+   * With "fitted": the multiplier of the fitted trend coefficients (1 = the one-step least-squares
+   * fits as they are); with "fixed": the trend coefficient. @defaultValue the file's closed-loop
+   * choice (`defaults.trendScale`; for another trend gain or prior setting, the best closed-loop
+   * candidate with those, else 1)
    */
   trendScale?: number;
   /** Path of the priors file, written into `spec` so `parseCorrector(spec)` recreates the corrector. */
@@ -54,12 +68,30 @@ export interface EocCorrector extends Corrector {
   readonly priors: Priors;
   /** Active terms. */
   readonly terms: TermsKey | "none";
-  /** Judgment threshold in use (undefined when the judgment is off). */
+  /** Judgment threshold in use (undefined when the judgment is off or has no prior term to gate). */
   readonly tau: number | undefined;
-  /** Counts since creation: corrected, skipped by the judgment / agreement, no prior for the cell. */
+  /**
+   * Counts since creation: corrected (value changed), judgment / agreement said no to the prior
+   * term (with a fixed trend gain the trend is still applied, so a cell can count in both), no
+   * prior for the cell.
+   */
   readonly counts: { corrected: number; judged: number; disagreed: number; noPrior: number };
   /** Frees the prior tensors uploaded to backends; the corrector uploads again if used afterwards. */
   dispose(): void;
+}
+
+/**
+ * The file's trend scale for a trend gain and prior setting: its default when both are the file's,
+ * else the best closed-loop candidate with both (1 when none was tried).
+ */
+function defaultTrendScale(priors: Priors, trendGain: TrendGain, prior: boolean): number {
+  const { defaults, report } = priors.header;
+  if (trendGain === defaults.trendGain && prior === defaults.prior) return defaults.trendScale;
+  const tried = (report.closedLoop?.candidates ?? []).filter(
+    (c) => c.trendGain === trendGain && c.prior === prior,
+  );
+  if (tried.length === 0) return 1;
+  return tried.reduce((a, b) => (b.relativeError < a.relativeError ? b : a)).trendScale;
 }
 
 function termsOf(trend: boolean, prior: boolean): TermsKey | "none" {
@@ -74,6 +106,7 @@ function specOf(
   tau: number | undefined,
   kappa: number,
   gamma: EocOptions["gamma"],
+  trendGain: TrendGain | undefined,
   trendScale: number | undefined,
 ): string {
   const parts = source === undefined ? [] : [`priors=${source}`];
@@ -84,6 +117,7 @@ function specOf(
   else parts.push(`tau=${tau}`);
   if (options.agreement) parts.push("agreement=true", `kappa=${kappa}`);
   if (gamma !== "site") parts.push(`gamma=${gamma}`);
+  if (trendGain !== undefined) parts.push(`trendGain=${trendGain}`);
   if (trendScale !== undefined) parts.push(`trendScale=${trendScale}`);
   return `eoc:${parts.join(",")}`;
 }
@@ -111,7 +145,7 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
   const mode = options.mode ?? "trend";
   if (mode !== "trend" && mode !== "prior") invalidArgument("options.mode", mode, '"trend" or "prior"');
   const useTrend = options.trend ?? mode === "trend";
-  const usePrior = options.prior ?? true;
+  const usePrior = options.prior ?? (mode === "prior" || priors.header.defaults.prior);
   const judgment = options.judgment ?? true;
   const agreement = options.agreement ?? false;
   for (const [name, value] of Object.entries({ trend: useTrend, prior: usePrior, judgment, agreement })) {
@@ -119,7 +153,14 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
   }
   const terms = termsOf(useTrend, usePrior);
   const defaults = priors.header.defaults;
-  const tau = judgment ? (options.tau ?? (terms === "none" ? 0 : defaults.tau[terms])) : undefined;
+  const trendGain = options.trendGain ?? defaults.trendGain;
+  if (trendGain !== "fitted" && trendGain !== "fixed")
+    invalidArgument("options.trendGain", trendGain, '"fitted" or "fixed"');
+  const fixedTrend = trendGain === "fixed" && useTrend;
+  const defaultTau =
+    terms === "none" ? 0 : fixedTrend && usePrior ? defaults.fixedTrendTau : defaults.tau[terms];
+  // A fixed-gain trend alone has no prior term for the judgment to gate.
+  const tau = judgment && !(fixedTrend && !usePrior) ? (options.tau ?? defaultTau) : undefined;
   if (tau !== undefined && (typeof tau !== "number" || !(tau >= 0)))
     invalidArgument("options.tau", tau, "a number >= 0");
   const kappa = options.kappa ?? defaults.kappa;
@@ -139,7 +180,7 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
       !Number.isFinite(options.trendScale))
   )
     invalidArgument("options.trendScale", options.trendScale, "a number >= 0");
-  const trendScale = options.trendScale ?? defaults.trendScale ?? 1;
+  const trendScale = options.trendScale ?? defaultTrendScale(priors, trendGain, usePrior);
   const gammaOf = (cell: PriorCell): number =>
     gammaOption === "site" ? cell.gamma : gammaOption === "global" ? defaults.globalGamma : gammaOption;
 
@@ -221,25 +262,39 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
       counts.noPrior++;
       return undefined;
     }
-    if (tau !== undefined && !(cell.relativeError > tau)) {
-      counts.judged++;
-      return undefined;
-    }
     checkShape(context);
     const [last, previous] = context.history;
     const hasTrend = useTrend && previous !== undefined;
+    // Fitted gains: the judgment and the agreement decide on the whole correction. Fixed gain:
+    // the trend is the base forecast, applied wherever it exists; they decide on the prior term.
+    let withPrior = usePrior;
+    if (tau !== undefined && !(cell.relativeError > tau)) {
+      counts.judged++;
+      if (!fixedTrend) return undefined;
+      withPrior = false;
+    }
+    if (
+      withPrior &&
+      agreement &&
+      hasTrend &&
+      (await cosine(context, differenceTensor(context.backend, cell))) <= kappa
+    ) {
+      counts.disagreed++;
+      if (!fixedTrend) return undefined;
+      withPrior = false;
+    }
     let a = 0;
     let b = 0;
-    if (terms === "trend+prior" && hasTrend)
+    if (fixedTrend) {
+      if (hasTrend) a = trendScale;
+      if (withPrior)
+        b = hasTrend ? fixedTrendPriorCoefficient(cell, a, defaults.coefficientMax) : gammaOf(cell);
+    } else if (terms === "trend+prior" && hasTrend)
       [a, b] = [trendScale * cell.trendCoefficient, cell.priorCoefficient];
     else if (usePrior) b = gammaOf(cell);
     else if (hasTrend) a = trendScale * cell.trendGain;
     else return undefined;
-    const difference = b !== 0 || agreement ? differenceTensor(context.backend, cell) : undefined;
-    if (agreement && hasTrend && usePrior && (await cosine(context, difference!)) <= kappa) {
-      counts.disagreed++;
-      return undefined;
-    }
+    const difference = b !== 0 ? differenceTensor(context.backend, cell) : undefined;
     const scale = hasTrend ? (context.step.index - last!.step) / (last!.step - previous!.step) : 0;
     const weights: WeightedTerm[] = [{ tensor: last!.value, weight: 1 + a * scale }];
     if (a !== 0 && hasTrend) weights.push({ tensor: previous!.value, weight: -a * scale });
@@ -257,6 +312,7 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
       tau,
       kappa,
       gammaOption,
+      options.trendGain,
       options.trendScale,
     ),
     historyLength: useTrend ? 2 : 1,

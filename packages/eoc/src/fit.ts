@@ -24,6 +24,14 @@ export interface CellFit {
   readonly trendCoefficient: number;
   /** b of e ≈ a·t + b·D. */
   readonly priorCoefficient: number;
+  /**
+   * Σ<D,e> / Σ<D,D>, unclipped but for float16 range: with {@link CellFit.trendProjection} it gives
+   * the prior coefficient that goes with a fixed trend gain s, b(s) = priorGain - s·trendProjection
+   * (the least-squares b of e - s·t ≈ b·D).
+   */
+  readonly priorGain: number;
+  /** Σ<t,D> / Σ<D,D>: how much of the trend lies along D. */
+  readonly trendProjection: number;
 }
 
 /** Clipping bounds of the fits. */
@@ -37,6 +45,20 @@ export interface FitLimits {
 const clip = (value: number, low: number, high: number): number => Math.min(high, Math.max(low, value));
 const ratio = (numerator: number, denominator: number): number =>
   denominator > 0 ? numerator / denominator : 0;
+/** Bound of the stored unclipped ratios: inside float16's range, far beyond any useful coefficient. */
+const RATIO_MAX = 1e4;
+
+/**
+ * The prior coefficient b of the fixed-trend correction e ≈ s·t + b·D: least squares on what the
+ * trend at gain s leaves, clipped to ±max.
+ */
+export function fixedTrendPriorCoefficient(
+  fit: Pick<CellFit, "priorGain" | "trendProjection">,
+  trendGain: number,
+  max: number,
+): number {
+  return clip(fit.priorGain - trendGain * fit.trendProjection, -max, max);
+}
 
 /**
  * Where the fits measure the caching error.
@@ -178,7 +200,14 @@ export function fitCell(s: ArrayLike<number>, limits: FitLimits): CellFit {
     a = (a22 * s[TE]! - a12 * s[DE]!) / det;
     b = (a11 * s[DE]! - a12 * s[TE]!) / det;
   }
-  return { gamma, trendGain, trendCoefficient: clip(a, -max, max), priorCoefficient: clip(b, -max, max) };
+  return {
+    gamma,
+    trendGain,
+    trendCoefficient: clip(a, -max, max),
+    priorCoefficient: clip(b, -max, max),
+    priorGain: clip(ratio(s[DE]!, s[DD]!), -RATIO_MAX, RATIO_MAX),
+    trendProjection: clip(ratio(s[TD]!, s[DD]!), -RATIO_MAX, RATIO_MAX),
+  };
 }
 
 /** Σ ||e||² - Σ ||e - correction||² on the rows summarised by `s`, for the given terms and fit. */
@@ -190,6 +219,15 @@ export function errorReduction(s: ArrayLike<number>, fit: CellFit, terms: TermsK
         ? [fit.trendGain, 0]
         : [0, fit.gamma];
   return 2 * (a * s[TE]! + b * s[DE]!) - (a * a * s[TT]! + 2 * a * b * s[TD]! + b * b * s[DD]!);
+}
+
+/**
+ * Σ ||r||² - Σ ||r - b·D||² with r = e - t, the error the unit-gain trend leaves: what the prior
+ * term adds on top of the first-order forecast (b = the fixed-trend coefficient at gain 1).
+ */
+export function fixedTrendReduction(s: ArrayLike<number>, fit: CellFit, limits: FitLimits): number {
+  const b = fixedTrendPriorCoefficient(fit, 1, limits.coefficientMax);
+  return 2 * b * (s[DE]! - s[TD]!) - b * b * s[DD]!;
 }
 
 /** Sum of two statistics slots. */
@@ -268,7 +306,20 @@ export class CellStatistics {
       });
       terms[key] = chooseTau(relativeErrors, gains, errorEnergy);
     }
-    return { heldOut, errorEnergy, terms };
+    const fixedTrend = heldOut
+      ? chooseTau(
+          relativeErrors,
+          Array.from({ length: this.cells }, (_, cell) => {
+            const [first, second] = [this.fold(cell, 0), this.fold(cell, 1)];
+            return (
+              fixedTrendReduction(second, fitCell(first, limits), limits) +
+              fixedTrendReduction(first, fitCell(second, limits), limits)
+            );
+          }),
+          errorEnergy,
+        )
+      : { tau: 0, heldOutReduction: 0, heldOutReductionAll: 0, cellsCorrected: this.cells };
+    return { heldOut, errorEnergy, terms, fixedTrend };
   }
 }
 

@@ -59,21 +59,44 @@ export interface CalibrationReport {
   readonly errorEnergy: number;
   /** Per terms combination. */
   readonly terms: Readonly<Record<TermsKey, TermsReport>>;
-  /** The closed-loop choice of `defaults.trendScale` (absent when it was not run). */
+  /**
+   * The prior term b·D of the fixed-trend correction, on top of the unit-gain trend (its held-out
+   * reduction is of the error that trend leaves, as a fraction of `errorEnergy`); its tau is
+   * `defaults.fixedTrendTau`.
+   */
+  readonly fixedTrend: TermsReport;
+  /** The closed-loop choice of the trend setting and the prior term (absent when it was not run). */
   readonly closedLoop?: ClosedLoopReport;
 }
 
 /**
- * How `defaults.trendScale` was chosen: calibration samples run with the fitted corrector at each
- * candidate scale, scored by the relative squared error of the last step's block-stack input (the
+ * How the trend coefficient is set at run time.
+ * - "fitted": the per-cell least-squares a (or a'), times `trendScale`.
+ * - "fixed": a = `trendScale` in every cell (1 = the first-order forecast F_last + t of
+ *   TaylorSeer / GOC), with the prior coefficient fitted to what that trend leaves,
+ *   b = priorGain - a·trendProjection.
+ */
+export type TrendGain = "fitted" | "fixed";
+
+/**
+ * How `defaults.trendGain`, `defaults.trendScale` and `defaults.prior` were chosen: calibration samples run with the
+ * corrector at each candidate, scored by the relative squared error of the last step's block-stack input (the
  * embedded x of that step, a linear image of the final sample) against the uncached run of the
  * same sample.
  */
 export interface ClosedLoopReport {
   /** Calibration samples each candidate ran. */
   readonly samples: number;
-  /** Per candidate, in the order tried. */
-  readonly candidates: readonly { readonly trendScale: number; readonly relativeError: number }[];
+  /**
+   * Per candidate, in the order tried; `relativeError` is the geometric mean over the samples of
+   * Σ(h - h_uncached)² / Σh_uncached² (the mean of logs, like a mean PSNR).
+   */
+  readonly candidates: readonly {
+    readonly trendGain: TrendGain;
+    readonly trendScale: number;
+    readonly prior: boolean;
+    readonly relativeError: number;
+  }[];
 }
 
 /** One (site, step) where the base policy reuses, with its prior. */
@@ -92,12 +115,18 @@ export interface PriorsDefaults {
   /** One gamma fitted over every cell (the paper-style fallback), clipped like gamma. */
   readonly globalGamma: number;
   /**
-   * Multiplies every fitted trend coefficient (a, and the trend-only gain) at run time: the
-   * least-squares fits are one-step optimal and come out shrunk, so their corrections fall short
-   * over a whole run; this scale is chosen on the calibration samples' final outputs
-   * (`report.closedLoop`). Absent in older files: 1.
+   * With `trendGain` "fitted", multiplies every fitted trend coefficient (a, and the trend-only
+   * gain): the least-squares fits are one-step optimal and come out shrunk, so their corrections
+   * fall short over a whole run. With "fixed", it is the trend coefficient itself. Chosen with
+   * `trendGain` on calibration samples run to the end (`report.closedLoop`); 1 without that pass.
    */
-  readonly trendScale?: number;
+  readonly trendScale: number;
+  /** How the trend coefficient is set (closed-loop choice; "fitted" without that pass). */
+  readonly trendGain: TrendGain;
+  /** Whether mode "trend" adds the prior term (closed-loop choice; true without that pass). */
+  readonly prior: boolean;
+  /** Judgment threshold of the prior term of the fixed-trend correction (chosen on held-out rows). */
+  readonly fixedTrendTau: number;
 }
 
 /** The JSON header of a priors file, stored in `__metadata__["ditcache.eoc"]`. */
@@ -151,6 +180,6 @@ export interface PriorsHeader {
 /** Value of the header's `format` field. */
 export const PRIORS_FORMAT = "ditcache-eoc-priors";
 /** Current priors format version. */
-export const PRIORS_VERSION = 1;
+export const PRIORS_VERSION = 2;
 /** `__metadata__` key holding the JSON header. */
 export const METADATA_KEY = "ditcache.eoc";

@@ -1,5 +1,5 @@
-export type { CalibrateOptions, CalibrationProgress } from "./calibrate.js";
-export { calibrate } from "./calibrate.js";
+export type { CalibrateOptions, CalibrationProgress, ClosedLoopCandidate } from "./calibrate.js";
+export { CLOSED_LOOP_CANDIDATES, calibrate } from "./calibrate.js";
 export type { EocCorrector, EocOptions } from "./corrector.js";
 export { eoc, eocCorrector } from "./corrector.js";
 export type { FitSpace, FitTrajectory } from "./fit.js";
@@ -15,6 +15,7 @@ export type {
   SamplerDescriptor,
   TermsKey,
   TermsReport,
+  TrendGain,
 } from "./header.js";
 export { METADATA_KEY, PRIORS_FORMAT, PRIORS_VERSION } from "./header.js";
 export type { ExpectedPriors, PriorCell, PriorsData } from "./priors.js";

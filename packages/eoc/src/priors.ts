@@ -39,6 +39,10 @@ export interface PriorCell {
   readonly trendCoefficient: number;
   /** Fitted b of F_cached + a·trend + b·D. */
   readonly priorCoefficient: number;
+  /** Σ<D,e> / Σ<D,D> (unclipped); with `trendProjection`, b of the fixed-trend correction. */
+  readonly priorGain: number;
+  /** Σ<t,D> / Σ<D,D>. */
+  readonly trendProjection: number;
   /** D = mean_i (F_i[step] - F_i[sourceStep]), one row of `valueShape`. */
   readonly difference: Float32Array;
 }
@@ -73,16 +77,30 @@ export interface PriorsData {
   readonly trendCoefficient: Float32Array;
   /** b per cell. */
   readonly priorCoefficient: Float32Array;
+  /** Σ<D,e> / Σ<D,D> per cell. */
+  readonly priorGain: Float32Array;
+  /** Σ<t,D> / Σ<D,D> per cell. */
+  readonly trendProjection: Float32Array;
 }
 
 const FLOAT16_MAX = 65504;
-const PER_CELL = ["relativeError", "gamma", "trendGain", "trendCoefficient", "priorCoefficient"] as const;
+const PER_CELL = [
+  "relativeError",
+  "gamma",
+  "trendGain",
+  "trendCoefficient",
+  "priorCoefficient",
+  "priorGain",
+  "trendProjection",
+] as const;
 const TENSOR_NAMES: Readonly<Record<(typeof PER_CELL)[number], string>> = {
   relativeError: "relative_error",
   gamma: "gamma",
   trendGain: "trend_gain",
   trendCoefficient: "trend_coefficient",
   priorCoefficient: "prior_coefficient",
+  priorGain: "prior_gain",
+  trendProjection: "trend_projection",
 };
 
 function roundToHalf(name: string, values: Float32Array): Float32Array {
@@ -141,6 +159,8 @@ export class Priors {
       trendGain: round("trend_gain", data.trendGain),
       trendCoefficient: round("trend_coefficient", data.trendCoefficient),
       priorCoefficient: round("prior_coefficient", data.priorCoefficient),
+      priorGain: round("prior_gain", data.priorGain),
+      trendProjection: round("trend_projection", data.trendProjection),
     };
     this.header = header;
     this.rowSize = rowSize;
@@ -204,6 +224,8 @@ export class Priors {
       trendGain: d.trendGain[index]!,
       trendCoefficient: d.trendCoefficient[index]!,
       priorCoefficient: d.priorCoefficient[index]!,
+      priorGain: d.priorGain[index]!,
+      trendProjection: d.trendProjection[index]!,
       difference: d.difference.subarray(index * this.rowSize, (index + 1) * this.rowSize),
     };
   }
@@ -304,7 +326,7 @@ function validateHeader(value: unknown, name: string): PriorsHeader {
   if (header.version !== PRIORS_VERSION) {
     throw new DitcacheError(
       "INCOMPATIBLE_FILE",
-      `${name}: format version differs: the file has ${describeValue(header.version)}, this ditcache reads ${PRIORS_VERSION}`,
+      `${name}: format version differs: the file has ${describeValue(header.version)}, this ditcache reads ${PRIORS_VERSION} (run calibrate again to make the priors in this version)`,
     );
   }
   if (typeof header.modelHash !== "string") bad("modelHash: expected a string");
@@ -377,6 +399,8 @@ export function priorsFromBytes(bytes: Uint8Array, expected: ExpectedPriors = {}
     trendGain: take("trend_gain", [cells]),
     trendCoefficient: take("trend_coefficient", [cells]),
     priorCoefficient: take("prior_coefficient", [cells]),
+    priorGain: take("prior_gain", [cells]),
+    trendProjection: take("trend_projection", [cells]),
   });
 }
 

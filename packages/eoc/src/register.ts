@@ -15,10 +15,16 @@ export const eocCorrectorParams: ParamSchema = {
   agreement: { type: "boolean", description: "also require cos(trend, D) > kappa" },
   kappa: { type: "number", min: -1, max: 1, description: "agreement threshold" },
   gamma: { type: "string", description: 'gamma of the prior term: "site", "global" or a number' },
+  trendGain: {
+    type: "string",
+    choices: ["fitted", "fixed"],
+    description:
+      "fitted: per-cell trend coefficients x trendScale; fixed: trend coefficient = trendScale (file default)",
+  },
   trendScale: {
     type: "number",
     min: 0,
-    description: "multiplier of the fitted trend coefficients (file default)",
+    description: "multiplier of the fitted trend coefficients, or the fixed one (file default)",
   },
 };
 
@@ -72,6 +78,7 @@ function eocFactory(params: Readonly<Record<string, unknown>>): EocCorrector {
     ...(params.agreement !== undefined ? { agreement: params.agreement as boolean } : {}),
     ...(params.kappa !== undefined ? { kappa: params.kappa as number } : {}),
     ...(gamma !== undefined ? { gamma } : {}),
+    ...(params.trendGain !== undefined ? { trendGain: params.trendGain as "fitted" | "fixed" } : {}),
     ...(params.trendScale !== undefined ? { trendScale: params.trendScale as number } : {}),
   };
   const key = JSON.stringify(options);

@@ -113,11 +113,13 @@ export const calibrateCommand: Command = {
       );
       const loop = priors.header.report.closedLoop;
       if (loop) {
+        const name = (c: { trendGain: string; trendScale: number; prior: boolean }) =>
+          `${c.trendGain} ${c.trendScale}${c.prior ? " + prior" : ""}`;
         const tried = loop.candidates
-          .map((c) => `${c.trendScale}: ${c.relativeError.toExponential(3)}`)
+          .map((c) => `${name(c)}: ${c.relativeError.toExponential(3)}`)
           .join(", ");
         console.log(
-          `trend scale ${priors.header.defaults.trendScale} (relative last-step stack-input error on ${loop.samples} samples: ${tried})`,
+          `closed loop chose trend ${name(priors.header.defaults)} (geometric-mean relative last-step stack-input error on ${loop.samples} samples: ${tried})`,
         );
       }
     } finally {

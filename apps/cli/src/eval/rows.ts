@@ -79,8 +79,18 @@ export const ABLATIONS: readonly CorrectorSpec[] = [
   },
   {
     id: "eoc-noscale",
-    label: "EOC trend+prior, trend scale 1 (the one-step fits as they are, no closed-loop scale)",
-    eoc: { options: { mode: "trend", trendScale: 1 }, granularity: "channel" },
+    label: "EOC trend+prior, fitted trend gains at scale 1 (the one-step fits as they are, no closed loop)",
+    eoc: { options: { mode: "trend", trendGain: "fitted", trendScale: 1 }, granularity: "channel" },
+  },
+  {
+    id: "eoc-fitted",
+    label: "EOC trend+prior, fitted trend gains at the closed loop's best fitted scale",
+    eoc: { options: { mode: "trend", trendGain: "fitted" }, granularity: "channel" },
+  },
+  {
+    id: "eoc-fixed",
+    label: "EOC trend+prior, fixed trend gain 1 (the first-order forecast) + fitted prior term",
+    eoc: { options: { mode: "trend", trendGain: "fixed", trendScale: 1 }, granularity: "channel" },
   },
   {
     id: "eoc-rowfit",

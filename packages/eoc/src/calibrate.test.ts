@@ -237,26 +237,30 @@ describe("calibrate recovers the coefficients of correction (b)", () => {
     },
   });
 
+  // The model shows no block stack, so calibrate skips the closed-loop pass.
+  const priorsPromise = calibrate({
+    runSample: (hook, i) => model.run(hook, i),
+    basePolicy: parsePolicy("fora:interval=3"),
+    steps: 9,
+    depth: 1,
+    descriptor,
+    samples: 4,
+    granularity: "token-channel",
+    dtype: "F32",
+  });
+  const h = (s: number) => s * s;
+  const kappaOf = (cell: { step: number; sourceStep: number }) => {
+    const last = cell.sourceStep;
+    return 1 - ((h(last) - h(last - 3)) * (cell.step - last)) / (3 * (h(cell.step) - h(last)));
+  };
+
   it("fits a = 1 and b = kappa where a trend exists", async () => {
-    const priors = await calibrate({
-      runSample: (hook, i) => model.run(hook, i),
-      basePolicy: parsePolicy("fora:interval=3"),
-      steps: 9,
-      depth: 1,
-      descriptor,
-      samples: 4,
-      granularity: "token-channel",
-      dtype: "F32",
-    });
-    const h = (s: number) => s * s;
+    const priors = await priorsPromise;
     let checked = 0;
     for (const cell of priors.cells()) {
       if (cell.step < 4) continue; // no trend yet: (a, b) degrade to (0, gamma)
-      const last = cell.sourceStep;
-      const previous = last - 3;
-      const kappa = 1 - ((h(last) - h(previous)) * (cell.step - last)) / (3 * (h(cell.step) - h(last)));
       expect(cell.trendCoefficient).toBeCloseTo(1, 3);
-      expect(cell.priorCoefficient).toBeCloseTo(kappa, 3);
+      expect(cell.priorCoefficient).toBeCloseTo(kappaOf(cell), 3);
       checked++;
     }
     expect(checked).toBe(8);
@@ -271,22 +275,10 @@ describe("calibrate recovers the coefficients of correction (b)", () => {
   });
 
   it("fixed trend gain: b(s) = priorGain - s·trendProjection is the fit on what s·trend leaves", async () => {
-    const priors = await calibrate({
-      runSample: (hook, i) => model.run(hook, i),
-      basePolicy: parsePolicy("fora:interval=3"),
-      steps: 9,
-      depth: 1,
-      descriptor,
-      samples: 4,
-      granularity: "token-channel",
-      dtype: "F32",
-      closedLoop: false,
-    });
-    const h = (s: number) => s * s;
+    const priors = await priorsPromise;
     const withTrend = priors.cells().filter((cell) => cell.step >= 4);
     for (const cell of withTrend) {
-      const last = cell.sourceStep;
-      const kappa = 1 - ((h(last) - h(last - 3)) * (cell.step - last)) / (3 * (h(cell.step) - h(last)));
+      const kappa = kappaOf(cell);
       // The true error is 1·t + kappa·D: at gain 1 the prior term is kappa; at gain 2 it must
       // also cancel the extra trend's component along D.
       expect(fixedTrendPriorCoefficient(cell, 1, 4)).toBeCloseTo(kappa, 3);

@@ -134,11 +134,13 @@ export function ablationMarkdown(
 ): string {
   const variants: [string, string][] = [
     ["reuse", "plain reuse (no correction)"],
-    ["eoc-trend", "EOC: judgment + prior + trend, channel"],
+    ["eoc-trend", "EOC default: judgment + prior + trend as the closed loop chose, channel"],
     ["eoc-nojudgment", "judgment off"],
     ["eoc-noprior", "prior term off (trend only)"],
     ["eoc-prior", "trend term off (prior only, gamma D)"],
     ["eoc-noscale", "trend scale 1: the one-step fits as they are (no closed-loop scale)"],
+    ["eoc-fitted", "fitted trend gains at the closed loop's best fitted scale"],
+    ["eoc-fixed", "fixed trend gain 1 (the first-order forecast) + fitted prior term"],
     ["eoc-rowfit", "coefficients fitted per row (instead of on the CFG-guided pair)"],
     ["eoc-nogate", "errors not weighted by the adaLN gates"],
     ["eoc-reusefit", "coefficients fitted on the plain-reuse run (instead of the trend-corrected one)"],

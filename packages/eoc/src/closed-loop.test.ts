@@ -1,28 +1,16 @@
 import { createCpuBackend } from "@ditcache/backend-cpu";
-import { createCacheEngine, parsePolicy } from "@ditcache/cache";
+import { createCacheEngine } from "@ditcache/cache";
 import type { SiteHook } from "@ditcache/core";
 import { describe, expect, it } from "vitest";
-import { loadTinyDit, TINY_DIT_STEPS } from "./__fixtures__/tiny-dit.js";
+import { loadTinyDit } from "./__fixtures__/tiny-dit.js";
 import { trajectoryModel } from "./__fixtures__/trajectory.js";
 import { type CalibrateOptions, calibrate } from "./calibrate.js";
 import { eoc } from "./corrector.js";
 
-const policy = parsePolicy("fora:interval=2");
-const steps = TINY_DIT_STEPS;
 const backend = createCpuBackend();
-const { sample } = await loadTinyDit(backend);
-
-const options: CalibrateOptions = {
-  runSample: async (hook, i) => void (await sample(hook, i)),
-  basePolicy: policy,
-  steps,
-  depth: 2,
-  descriptor: {
-    modelHash: "tiny-dit",
-    sampler: { respacing: "ddim6", sampler: "ddim", cfgScale: 4, guideChannels: 3 },
-  },
-  samples: 4,
-};
+const { sample, calibration } = await loadTinyDit(backend);
+const options: CalibrateOptions = calibration(4);
+const policy = options.basePolicy;
 
 describe("calibrate's closed-loop pass (trend setting)", () => {
   it("scores each candidate on the last step's stack input and keeps the best", async () => {

@@ -3,7 +3,7 @@ import { type CachePolicy, type Corrector, createCacheEngine, parsePolicy } from
 import { createSyntheticModel, trackTensors } from "@ditcache/cache/testing";
 import type { SiteHook } from "@ditcache/core";
 import { describe, expect, it } from "vitest";
-import { loadTinyDit, TINY_DIT_STEPS } from "./__fixtures__/tiny-dit.js";
+import { loadTinyDit } from "./__fixtures__/tiny-dit.js";
 import { calibrate } from "./calibrate.js";
 import { type EocOptions, eoc } from "./corrector.js";
 import type { Priors } from "./priors.js";
@@ -106,22 +106,11 @@ describe("end to end on the cache package's synthetic model (FORA 50%)", () => {
 
 describe("end to end on the tiny DiT fixture (DDIM 6 steps, CFG 4, FORA 50%)", () => {
   const policy = parsePolicy("fora:interval=2");
-  const steps = TINY_DIT_STEPS;
 
   it("EOC output is closer to uncached than plain reuse on calibration-disjoint seeds", async () => {
     const backend = createCpuBackend();
-    const { model, sample } = await loadTinyDit(backend);
-    const priors = await calibrate({
-      runSample: async (hook, i) => void (await sample(hook, i)),
-      basePolicy: policy,
-      steps,
-      depth: model.config.depth,
-      descriptor: {
-        modelHash: "tiny-dit",
-        sampler: { respacing: "ddim6", sampler: "ddim", cfgScale: 4, guideChannels: 3 },
-      },
-      samples: 8,
-    });
+    const { model, sample, calibration } = await loadTinyDit(backend);
+    const priors = await calibrate(calibration(8));
     const result = await fidelity(sample, policy, priors, [500, 511, 523, 537], variants);
     console.log(
       "tiny DiT FORA 50% MSE vs uncached",
@@ -134,18 +123,8 @@ describe("end to end on the tiny DiT fixture (DDIM 6 steps, CFG 4, FORA 50%)", (
 
   it("the DiT applies EOC's terms inside its gated residual: the samples of combine then re-gate", async () => {
     const backend = createCpuBackend();
-    const { model, sample } = await loadTinyDit(backend);
-    const priors = await calibrate({
-      runSample: async (hook, i) => void (await sample(hook, i)),
-      basePolicy: policy,
-      steps,
-      depth: model.config.depth,
-      descriptor: {
-        modelHash: "tiny-dit",
-        sampler: { respacing: "ddim6", sampler: "ddim", cfgScale: 4, guideChannels: 3 },
-      },
-      samples: 2,
-    });
+    const { model, sample, calibration } = await loadTinyDit(backend);
+    const priors = await calibrate(calibration(2));
     const { corrector } = eoc(policy, priors, { tau: 0 });
     const fusedEngine = createCacheEngine({ policy, corrector });
     const fused = await sample(fusedEngine, 500);

@@ -291,34 +291,25 @@ export class CellStatistics {
       errorEnergy += this.total(cell)[EE]!;
       if (this.fold(cell, 0)[N] === 0 || this.fold(cell, 1)[N] === 0) heldOut = false;
     }
-    const terms = {} as Record<TermsKey, TermsReport>;
-    for (const key of ["trend+prior", "trend", "prior"] as const) {
-      if (!heldOut) {
-        terms[key] = { tau: 0, heldOutReduction: 0, heldOutReductionAll: 0, cellsCorrected: this.cells };
-        continue;
-      }
-      const gains = Array.from({ length: this.cells }, (_, cell) => {
-        const [first, second] = [this.fold(cell, 0), this.fold(cell, 1)];
-        return (
-          errorReduction(second, fitCell(first, limits), key) +
-          errorReduction(first, fitCell(second, limits), key)
-        );
-      });
-      terms[key] = chooseTau(relativeErrors, gains, errorEnergy);
-    }
-    const fixedTrend = heldOut
-      ? chooseTau(
-          relativeErrors,
-          Array.from({ length: this.cells }, (_, cell) => {
-            const [first, second] = [this.fold(cell, 0), this.fold(cell, 1)];
-            return (
-              fixedTrendReduction(second, fitCell(first, limits), limits) +
-              fixedTrendReduction(first, fitCell(second, limits), limits)
-            );
-          }),
-          errorEnergy,
+    // Each cell's coefficients fitted on either fold, once; every variant scores them on the other.
+    const foldFits = heldOut
+      ? Array.from(
+          { length: this.cells },
+          (_, cell) => [fitCell(this.fold(cell, 0), limits), fitCell(this.fold(cell, 1), limits)] as const,
         )
-      : { tau: 0, heldOutReduction: 0, heldOutReductionAll: 0, cellsCorrected: this.cells };
+      : [];
+    const choose = (score: (s: ArrayLike<number>, fit: CellFit) => number): TermsReport => {
+      if (!heldOut)
+        return { tau: 0, heldOutReduction: 0, heldOutReductionAll: 0, cellsCorrected: this.cells };
+      const gains = foldFits.map(
+        ([first, second], cell) => score(this.fold(cell, 1), first) + score(this.fold(cell, 0), second),
+      );
+      return chooseTau(relativeErrors, gains, errorEnergy);
+    };
+    const terms = {} as Record<TermsKey, TermsReport>;
+    for (const key of ["trend+prior", "trend", "prior"] as const)
+      terms[key] = choose((s, fit) => errorReduction(s, fit, key));
+    const fixedTrend = choose((s, fit) => fixedTrendReduction(s, fit, limits));
     return { heldOut, errorEnergy, terms, fixedTrend };
   }
 }

@@ -145,15 +145,18 @@ const gatedResidualUnit: Unit = {
 
 /**
  * x + gate * Σ w_i T_i over `count` terms, inputs (x, gate, T_1..T_count, w_1..w_count), the
- * weights scalars: a hook's {@link WeightedSum} (a corrected reuse) applied in one unit.
+ * weights scalars: a hook's {@link WeightedSum} (a corrected reuse) applied in one unit. Evaluated
+ * as x + Σ T_i * (gate * w_i): gate * w_i is one row per sample (the gate broadcasts over tokens),
+ * so a full-size term costs one multiply and one add, and a term that itself broadcasts (EOC's
+ * per-channel D) only its add; Σ first and then the gate would take two more full-size passes.
  */
 function gatedSumUnit(count: number): Unit {
   return {
     name: `gated_residual_sum${count}`,
     build: (ops, [x, gate, ...rest]) => {
-      let sum = ops.mul(rest[0]!, rest[count]!);
-      for (let i = 1; i < count; i++) sum = ops.add(sum, ops.mul(rest[i]!, rest[count + i]!));
-      return [ops.add(x!, ops.mul(gate!, sum))];
+      let out = ops.add(x!, ops.mul(rest[0]!, ops.mul(gate!, rest[count]!)));
+      for (let i = 1; i < count; i++) out = ops.add(out, ops.mul(rest[i]!, ops.mul(gate!, rest[count + i]!)));
+      return [out];
     },
   };
 }

@@ -141,9 +141,11 @@ describe("end to end on the tiny DiT fixture (DDIM 6 steps, CFG 4, FORA 50%)", (
       500,
     );
     expect(corrector.counts.corrected).toBe(2 * corrected);
-    unfused.forEach((value, i) => {
-      expect(fused[i]).toBeCloseTo(value, 5);
-    });
+    // Equal up to float32 rounding (the fused unit sums the terms in another order), which six
+    // sampler steps amplify: within 1e-5 of the samples' largest magnitude.
+    const scale = Math.max(...unfused.map(Math.abs));
+    const worst = Math.max(...unfused.map((value, i) => Math.abs(fused[i]! - value)));
+    expect(worst).toBeLessThanOrEqual(1e-5 * scale);
     for (const used of [fusedEngine, engine]) used.dispose();
     corrector.dispose();
     model.dispose();

@@ -312,6 +312,52 @@ describe("calibrate recovers the coefficients of correction (b)", () => {
     });
     expect(priors.header.report.fixedTrend.heldOutReductionAll).toBeGreaterThan(0);
   });
+
+  it("trend order 2: the quadratic forecast explains the whole error once three values exist", async () => {
+    const basePolicy = parsePolicy("fora:interval=3");
+    const priors = await calibrate({
+      runSample: (hook, i) => model.run(hook, i),
+      basePolicy,
+      steps: 9,
+      depth: 1,
+      descriptor,
+      samples: 4,
+      granularity: "token-channel",
+      dtype: "F32",
+      trendOrder: 2,
+    });
+    expect(priors.header.trendOrder).toBe(2);
+    const firstOrder = await priorsPromise;
+    for (const cell of priors.cells()) {
+      if (cell.step >= 7) {
+        // Computed at 0, 3, 6: F_i is quadratic in the step, so e = t exactly, whatever D is.
+        expect(cell.trendGain).toBeCloseTo(1, 3);
+        expect(cell.trendCoefficient).toBeCloseTo(1, 3);
+        expect(cell.priorCoefficient).toBeCloseTo(0, 3);
+      } else {
+        // Two computed values: the order-1 trend, so the order-1 fits.
+        const same = firstOrder.cell(cell.site, cell.step)!;
+        expect(cell.trendCoefficient).toBeCloseTo(same.trendCoefficient, 4);
+        expect(cell.priorCoefficient).toBeCloseTo(same.priorCoefficient, 4);
+      }
+    }
+    // Fixed gain 1 + prior term rebuilds every reused value that has a trend, from three values.
+    const { corrector } = eoc(basePolicy, priors, { judgment: false, trendGain: "fixed", trendScale: 1 });
+    expect(corrector.historyLength).toBe(3);
+    const returned: Returned = new Map();
+    const engine = createCacheEngine({ policy: basePolicy, corrector });
+    await model.run(engine, 6, returned);
+    engine.dispose();
+    corrector.dispose();
+    for (const cell of priors.cells().filter((c) => c.step >= 4)) {
+      const truth = model.batch(priors.sites.indexOf(cell.site), cell.step, 6);
+      const got = returned.get(`${cell.site}@${cell.step}`)!;
+      for (let k = 0; k < got.length; k++) expect(got[k]).toBeCloseTo(truth[k]!, 3);
+    }
+    expect(priors.header.report.terms.trend.heldOutReductionAll).toBeGreaterThan(
+      firstOrder.header.report.terms.trend.heldOutReductionAll,
+    );
+  });
 });
 
 describe("calibrate rejects what it cannot calibrate", () => {
@@ -348,6 +394,17 @@ describe("calibrate rejects what it cannot calibrate", () => {
     await expect(calibrate({ ...base, basePolicy: policy, steps: 5 })).rejects.toThrow(
       /ran 4 steps, expected options.steps = 5/,
     );
+    for (const trendOrder of [0, 4, 1.5])
+      await expect(calibrate({ ...base, basePolicy: policy, trendOrder })).rejects.toThrow(
+        /options.trendOrder.*an integer in \[1, 3\]/,
+      );
+    await expect(
+      calibrate({
+        ...base,
+        basePolicy: policy,
+        closedLoop: { candidates: [{ trendOrder: 5, trendGain: "fixed", trendScale: 1 }] },
+      }),
+    ).rejects.toThrow(/options.closedLoop.candidates.*trendOrder\?: 1..3/);
     const error = await calibrate({ ...base, basePolicy: policy, depth: 2 }).catch((e: unknown) => e);
     expect(DitcacheError.isInstance(error) && error.message).toMatch(/never ran site block1.attn/);
   });

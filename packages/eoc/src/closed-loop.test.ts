@@ -53,6 +53,32 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
     expect(stages.at(-1)).toBe("done 4/4");
   });
 
+  it("fits every order a candidate names and keeps the chosen order's fits", async () => {
+    const tried = [
+      { trendOrder: 1, trendGain: "fixed", trendScale: 1, prior: false },
+      { trendOrder: 2, trendGain: "fixed", trendScale: 1, prior: false },
+      { trendOrder: 2, trendGain: "fitted", trendScale: 1 },
+    ] as const;
+    const both = await calibrate({ ...options, closedLoop: { samples: 2, candidates: tried } });
+    const report = both.header.report.closedLoop!;
+    expect(report.candidates.map((c) => c.trendOrder)).toEqual([1, 2, 2]);
+    const best = report.candidates.reduce((a, b) => (b.relativeError < a.relativeError ? b : a));
+    expect(both.trendOrder).toBe(best.trendOrder);
+    expect(both.header.defaults.trendGain).toBe(best.trendGain);
+    // The fits of an order do not depend on which other orders pass 2 also fitted.
+    const alone = await calibrate({
+      ...options,
+      closedLoop: { samples: 2, candidates: tried.filter((c) => c.trendOrder === best.trendOrder) },
+    });
+    expect(alone.trendOrder).toBe(both.trendOrder);
+    expect(alone.cells()).toEqual(both.cells());
+    expect(alone.header.defaults.tau).toEqual(both.header.defaults.tau);
+    // The corrector keeps as many computed values as the order needs.
+    const { corrector } = eoc(policy, both, {});
+    expect(corrector.historyLength).toBe(both.trendOrder + 1);
+    corrector.dispose();
+  });
+
   it("the file's scale is the corrector's default, and an explicit trendScale overrides it", async () => {
     const priors = await calibrate({
       ...options,

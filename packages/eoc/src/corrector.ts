@@ -11,6 +11,7 @@ import {
 import { fixedTrendPriorCoefficient } from "./fit.js";
 import type { TermsKey, TrendGain } from "./header.js";
 import { checkPriorsCompatible, type PriorCell, type Priors } from "./priors.js";
+import { trendWeights } from "./trend.js";
 
 /** Options of {@link eocCorrector} and {@link eoc}. */
 export interface EocOptions {
@@ -20,7 +21,10 @@ export interface EocOptions {
    * The mode only sets the default of `trend`. @defaultValue "trend"
    */
   mode?: "trend" | "prior";
-  /** Use the sample's own trend (F_last - F_prev)·(step - last)/(last - prev). @defaultValue mode === "trend" */
+  /**
+   * Use the sample's own trend: the increment of the order-k forecast over F_last, k the file's
+   * `trendOrder` (order 1: (F_last - F_prev)·(step - last)/(last - prev)). @defaultValue mode === "trend"
+   */
   trend?: boolean;
   /**
    * Use the prior mean caching difference D. @defaultValue true in mode "prior"; in mode "trend",
@@ -82,13 +86,14 @@ export interface EocCorrector extends Corrector {
 
 /**
  * The file's trend scale for a trend gain and prior setting: its default when both are the file's,
- * else the best closed-loop candidate with both (1 when none was tried).
+ * else the best closed-loop candidate with both and the file's trend order (1 when none was tried).
  */
 function defaultTrendScale(priors: Priors, trendGain: TrendGain, prior: boolean): number {
   const { defaults, report } = priors.header;
   if (trendGain === defaults.trendGain && prior === defaults.prior) return defaults.trendScale;
+  const order = priors.trendOrder;
   const tried = (report.closedLoop?.candidates ?? []).filter(
-    (c) => c.trendGain === trendGain && c.prior === prior,
+    (c) => (c.trendOrder ?? 1) === order && c.trendGain === trendGain && c.prior === prior,
   );
   if (tried.length === 0) return 1;
   return tried.reduce((a, b) => (b.relativeError < a.relativeError ? b : a)).trendScale;
@@ -128,7 +133,8 @@ function specOf(
  * - terms trend+prior: F_cached + a·trend + b·D,
  * - terms prior:       F_cached + gamma·D,
  * - terms trend:       F_cached + a'·trend,
- * with trend = (F_last - F_prev)·(step - last)/(last - prev), as one compiled unit on the run's
+ * with trend = the increment of the order-k forecast over F_last (`Priors.trendOrder`; order 1:
+ * (F_last - F_prev)·(step - last)/(last - prev)), as one compiled unit on the run's
  * backend (`context.math.combine`), or as terms (`correctTerms`) that a model supporting
  * `SiteHook.runBranch` applies inside its gated residual, with no unit of its own. Elsewhere (no
  * prior, another reuse source, residual sites, judgment says no) it returns the cached value.
@@ -181,6 +187,7 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
   )
     invalidArgument("options.trendScale", options.trendScale, "a number >= 0");
   const trendScale = options.trendScale ?? defaultTrendScale(priors, trendGain, usePrior);
+  const order = priors.trendOrder;
   const gammaOf = (cell: PriorCell): number =>
     gammaOption === "site" ? cell.gamma : gammaOption === "global" ? defaults.globalGamma : gammaOption;
 
@@ -263,8 +270,15 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
       return undefined;
     }
     checkShape(context);
-    const [last, previous] = context.history;
-    const hasTrend = useTrend && previous !== undefined;
+    const history = context.history;
+    const trend = useTrend
+      ? trendWeights(
+          history.map((value) => value.step),
+          context.step.index,
+          order,
+        )
+      : [];
+    const hasTrend = trend.length > 0;
     // Fitted gains: the judgment and the agreement decide on the whole correction. Fixed gain:
     // the trend is the base forecast, applied wherever it exists; they decide on the prior term.
     let withPrior = usePrior;
@@ -294,11 +308,11 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
     else if (usePrior) b = gammaOf(cell);
     else if (hasTrend) a = trendScale * cell.trendGain;
     else return undefined;
-    const difference = b !== 0 ? differenceTensor(context.backend, cell) : undefined;
-    const scale = hasTrend ? (context.step.index - last!.step) / (last!.step - previous!.step) : 0;
-    const weights: WeightedTerm[] = [{ tensor: last!.value, weight: 1 + a * scale }];
-    if (a !== 0 && hasTrend) weights.push({ tensor: previous!.value, weight: -a * scale });
-    if (b !== 0) weights.push({ tensor: difference!, weight: b });
+    const weights: WeightedTerm[] = [{ tensor: history[0]!.value, weight: 1 + a * (trend[0] ?? 0) }];
+    if (a !== 0)
+      for (let j = 1; j < trend.length; j++)
+        weights.push({ tensor: history[j]!.value, weight: a * trend[j]! });
+    if (b !== 0) weights.push({ tensor: differenceTensor(context.backend, cell), weight: b });
     if (weights.length === 1 && weights[0]!.weight === 1) return undefined;
     counts.corrected++;
     return weights;
@@ -315,7 +329,7 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
       options.trendGain,
       options.trendScale,
     ),
-    historyLength: useTrend ? 2 : 1,
+    historyLength: useTrend ? order + 1 : 1,
     priors,
     terms,
     tau,

@@ -92,6 +92,8 @@ export interface ClosedLoopReport {
    * Σ(h - h_uncached)² / Σh_uncached² (the mean of logs, like a mean PSNR).
    */
   readonly candidates: readonly {
+    /** Forecast order of the trend (absent in older files: 1). */
+    readonly trendOrder?: number;
     readonly trendGain: TrendGain;
     readonly trendScale: number;
     readonly prior: boolean;
@@ -155,6 +157,14 @@ export interface PriorsHeader {
   readonly sites: readonly string[];
   /** Whether the mean feature P is stored (tensor "mean"). */
   readonly hasMean: boolean;
+  /**
+   * Order k of the trend observable: t = P_k(step) - F_last, the increment of the degree-k
+   * polynomial through the site's last k+1 computed values (TaylorSeer's order-k forecast; k = 1
+   * gives (F_last - F_prev)·(step - last)/(last - prev)), with the order the history allows early in
+   * a run. Every trend coefficient in the file was fitted for this trend. Chosen by the closed
+   * loop (absent in older files: 1).
+   */
+  readonly trendOrder?: number;
   /** Reused cells, in the order of the per-cell tensors. */
   readonly cells: readonly CellEntry[];
   /** Calibration set. */
@@ -181,5 +191,13 @@ export interface PriorsHeader {
 export const PRIORS_FORMAT = "ditcache-eoc-priors";
 /** Current priors format version. */
 export const PRIORS_VERSION = 2;
+/** Highest forecast order of the trend observable (`PriorsHeader.trendOrder`). */
+export const MAX_TREND_ORDER = 3;
+
+/** Whether a value is a valid trend order: an integer in [1, {@link MAX_TREND_ORDER}]. */
+export function isTrendOrder(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= MAX_TREND_ORDER;
+}
+
 /** `__metadata__` key holding the JSON header. */
 export const METADATA_KEY = "ditcache.eoc";

@@ -17,7 +17,7 @@ export type {
   TermsReport,
   TrendGain,
 } from "./header.js";
-export { METADATA_KEY, PRIORS_FORMAT, PRIORS_VERSION } from "./header.js";
+export { MAX_TREND_ORDER, METADATA_KEY, PRIORS_FORMAT, PRIORS_VERSION } from "./header.js";
 export type { ExpectedPriors, PriorCell, PriorsData } from "./priors.js";
 export { checkPriorsCompatible, loadPriors, Priors, priorsFromBytes } from "./priors.js";
 export { eocCorrectorParams, registerEocCorrector } from "./register.js";

@@ -134,6 +134,25 @@ describe("priors file", () => {
     expect((await failure(loadPriors(join(folder, "missing.safetensors")))).code).toBe("NOT_FOUND");
   });
 
+  it("reads the trend order, 1 when a file has none, and rejects a bad one", async () => {
+    const priors = await make("F16");
+    expect(priors.trendOrder).toBe(1);
+    const { writeSafetensors } = await import("@ditcache/core");
+    const withHeader = (header: object) =>
+      writeSafetensors(priors.tensors(), {
+        dtype: "F16",
+        metadata: { "ditcache.eoc": JSON.stringify(header) },
+      });
+    const { trendOrder: _, ...older } = priors.header;
+    expect((await loadPriors(withHeader(older))).trendOrder).toBe(1);
+    expect((await loadPriors(withHeader({ ...priors.header, trendOrder: 2 }))).trendOrder).toBe(2);
+    for (const bad of [0, 1.5, 4, "2"]) {
+      const error = await failure(loadPriors(withHeader({ ...priors.header, trendOrder: bad })));
+      expect(error.code).toBe("BAD_FILE");
+      expect(error.message).toMatch(/trendOrder: expected an integer in \[1, 3\]/);
+    }
+  });
+
   it("stays small without the mean", async () => {
     const withMean = await make("F16");
     const without = await calibrate({

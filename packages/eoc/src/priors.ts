@@ -12,6 +12,8 @@ import {
 } from "@ditcache/core";
 import {
   type CellEntry,
+  isTrendOrder,
+  MAX_TREND_ORDER,
   METADATA_KEY,
   PRIORS_FORMAT,
   PRIORS_VERSION,
@@ -190,6 +192,11 @@ export class Priors {
     return this.header.sites;
   }
 
+  /** Forecast order of the trend the coefficients were fitted for (1 in files from before the field). */
+  get trendOrder(): number {
+    return this.header.trendOrder ?? 1;
+  }
+
   /** Shape of one row of P / D: [tokens, channels] (token-channel) or [channels] (channel). */
   get valueShape(): readonly number[] {
     return this.header.valueShape;
@@ -347,6 +354,10 @@ function validateHeader(value: unknown, name: string): PriorsHeader {
   )
     bad("cells: expected [site, step, source] integer triples");
   if (header.defaults === null || typeof header.defaults !== "object") bad("defaults: expected an object");
+  if (header.trendOrder !== undefined && !isTrendOrder(header.trendOrder))
+    bad(
+      `trendOrder: expected an integer in [1, ${MAX_TREND_ORDER}], got ${describeValue(header.trendOrder)}`,
+    );
   return header;
 }
 

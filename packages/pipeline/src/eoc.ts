@@ -56,6 +56,8 @@ export interface CalibrateModelOptions extends SamplerSetting {
   fitTrajectory?: FitTrajectory;
   /** Pass 3, the closed-loop choice of the trend scale (see `calibrate` in @ditcache/eoc). @defaultValue on */
   closedLoop?: CalibrateOptions["closedLoop"];
+  /** Trend order kept when no closed loop chooses one (see `calibrate` in @ditcache/eoc). @defaultValue 1 */
+  trendOrder?: number;
   /** Progress of each pass. */
   onProgress?: (event: CalibrationProgress) => void;
   /** Cancels between samples. */
@@ -104,6 +106,7 @@ export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> 
     ...(options.gateWeighted !== undefined ? { gateWeighted: options.gateWeighted } : {}),
     ...(options.fitTrajectory ? { fitTrajectory: options.fitTrajectory } : {}),
     ...(options.closedLoop !== undefined ? { closedLoop: options.closedLoop } : {}),
+    ...(options.trendOrder !== undefined ? { trendOrder: options.trendOrder } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
   });

@@ -108,11 +108,17 @@ export function markdownReport(report: BenchReport, configs: ReadonlyMap<string,
     lines.push("");
     const plain = result.variants.find((variant) => variant.name === "FORA 50%");
     const withEoc = result.variants.find((variant) => variant.name === "FORA 50% + EOC");
+    const forecast = result.variants.find((variant) => variant.name === "FORA 50% + TaylorSeer 2");
     if (plain && withEoc) {
       const config = configs.get(result.preset);
       lines.push(`### EOC on FORA 50% (${result.preset})`, "");
       lines.push(
         `FORA 50% ${fixed(plain.ms, 0)} ms, FORA 50% + EOC ${fixed(withEoc.ms, 0)} ms: EOC adds **${fixed((100 * (withEoc.ms - plain.ms)) / plain.ms, 2)}%** wall-clock over plain reuse (target <= 2%); CPU time ${fixed(plain.cpuMs / 1000, 2)} s vs ${fixed(withEoc.cpuMs / 1000, 2)} s (${fixed((100 * (withEoc.cpuMs - plain.cpuMs)) / plain.cpuMs, 2)}%).`,
+        ...(forecast
+          ? [
+              `Against the order-2 forecast alone (TaylorSeer 2, the same full-size terms without D): ${fixed(forecast.ms, 0)} ms, EOC adds ${fixed((100 * (withEoc.ms - forecast.ms)) / forecast.ms, 2)}% wall-clock, CPU ${fixed((100 * (withEoc.cpuMs - forecast.cpuMs)) / forecast.cpuMs, 2)}%.`,
+            ]
+          : []),
         `Corrector counts: \`${JSON.stringify(withEoc.counts ?? {})}\` (tau 0: every reused branch corrected — the worst case). Priors calibrated on the same random model with ${result.eocSamples} samples in ${fixed((result.eocCalibrationMs ?? 0) / 1000, 1)} s; the saved channel priors file is ${fixed((result.priorsFileBytes ?? 0) / 1e6, 2)} MB.`,
         "",
       );

@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { type CachePolicy, parsePolicy } from "@ditcache/cache";
+import { type CachePolicy, type Corrector, parsePolicy, taylorCorrector } from "@ditcache/cache";
 import { type Backend, DitcacheError } from "@ditcache/core";
 import { type DiTModel, type DiTPresetName, ditMacs, ditPreset } from "@ditcache/dit";
 import { eoc } from "@ditcache/eoc";
@@ -220,6 +220,7 @@ function withWasmMemory(error: unknown, backend: Backend): unknown {
 interface Variant {
   readonly name: string;
   readonly policy?: CachePolicy;
+  readonly corrector?: Corrector;
   readonly eoc?: boolean;
 }
 
@@ -237,7 +238,13 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
           { name: "FORA 75%", policy: parsePolicy("fora:interval=4") },
         ]
       : [{ name: "FORA 50%", policy: fora50 }]),
-    ...(task.eoc ? [{ name: "FORA 50% + EOC", policy: fora50, eoc: true }] : []),
+    // The forecast alone, with the same full-size terms as EOC's order 2: what EOC adds beyond it.
+    ...(task.eoc
+      ? [
+          { name: "FORA 50% + TaylorSeer 2", policy: fora50, corrector: taylorCorrector({ order: 2 }) },
+          { name: "FORA 50% + EOC", policy: fora50, eoc: true },
+        ]
+      : []),
   ];
   try {
     // Compile every unit once so that no row pays for session creation: the first step of a run,
@@ -278,7 +285,7 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
             ? undefined
             : variant.eoc && eocSetting
               ? { policy: eocSetting.policy, corrector: eocSetting.corrector }
-              : { policy: variant.policy };
+              : { policy: variant.policy, ...(variant.corrector ? { corrector: variant.corrector } : {}) };
         const countsBefore = variant.eoc && eocSetting ? { ...eocSetting.corrector.counts } : undefined;
         const cpuStart = process.cpuUsage();
         const result = await generate({
@@ -347,6 +354,8 @@ async function eocFor(model: DiTModel, basePolicy: CachePolicy, steps: number, s
     granularity: "channel",
     // The timing does not depend on the trend scale; its closed-loop choice would only add runs.
     closedLoop: false,
+    // The most terms a default candidate applies: F_last, F_prev, F_prev2 (order 2) and D.
+    trendOrder: 2,
   });
   return eoc(basePolicy, priors, { tau: 0 });
 }

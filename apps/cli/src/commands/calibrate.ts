@@ -113,13 +113,13 @@ export const calibrateCommand: Command = {
       );
       const loop = priors.header.report.closedLoop;
       if (loop) {
-        const name = (c: { trendGain: string; trendScale: number; prior: boolean }) =>
-          `${c.trendGain} ${c.trendScale}${c.prior ? " + prior" : ""}`;
+        const name = (c: { trendOrder?: number; trendGain: string; trendScale: number; prior: boolean }) =>
+          `order ${c.trendOrder ?? 1} ${c.trendGain} ${c.trendScale}${c.prior ? " + prior" : ""}`;
         const tried = loop.candidates
           .map((c) => `${name(c)}: ${c.relativeError.toExponential(3)}`)
           .join(", ");
         console.log(
-          `closed loop chose trend ${name(priors.header.defaults)} (geometric-mean relative last-step stack-input error on ${loop.samples} samples: ${tried})`,
+          `closed loop chose trend ${name({ ...priors.header.defaults, trendOrder: priors.trendOrder })} (geometric-mean relative last-step stack-input error on ${loop.samples} samples: ${tried})`,
         );
       }
     } finally {

@@ -12,7 +12,14 @@ import {
 } from "@ditcache/cache";
 import { DitcacheError, writeFileAtomic } from "@ditcache/core";
 import type { DiTModel } from "@ditcache/dit";
-import { type FitSpace, type FitTrajectory, type Granularity, loadPriors, type Priors } from "@ditcache/eoc";
+import {
+  CLOSED_LOOP_CANDIDATES,
+  type FitSpace,
+  type FitTrajectory,
+  type Granularity,
+  loadPriors,
+  type Priors,
+} from "@ditcache/eoc";
 import { calibrateModel, generate, type SamplerSetting, samplerDescriptor } from "@ditcache/pipeline";
 import { ProgressBar } from "../progress.js";
 
@@ -166,6 +173,8 @@ export interface EocFit {
   readonly fitSpace?: FitSpace;
   readonly gateWeighted?: boolean;
   readonly fitTrajectory?: FitTrajectory;
+  /** Restrict the closed loop to the candidates of this forecast order (and keep its fits). */
+  readonly trendOrder?: number;
 }
 
 /** Name of a priors set in the calibration folder (and of its file); the default fit keeps the plain name. */
@@ -174,7 +183,8 @@ export function eocPriorsName(baseId: string, granularity: Granularity, fit: Eoc
     `priors-${baseId}-${granularity}` +
     (fit.fitSpace === "rows" ? "-rowsfit" : "") +
     (fit.gateWeighted === false ? "-nogate" : "") +
-    (fit.fitTrajectory === "reuse" ? "-reuserun" : "")
+    (fit.fitTrajectory === "reuse" ? "-reuserun" : "") +
+    (fit.trendOrder !== undefined ? `-order${fit.trendOrder}` : "")
   );
 }
 
@@ -210,6 +220,15 @@ export async function eocPriors(
     samples: context.samples,
     granularity,
     ...fit,
+    ...(fit.trendOrder !== undefined
+      ? {
+          closedLoop: {
+            candidates: CLOSED_LOOP_CANDIDATES.filter(
+              (candidate) => (candidate.trendOrder ?? 1) === fit.trendOrder,
+            ),
+          },
+        }
+      : {}),
     onProgress: (event) =>
       bar.update(
         event.status === "done"

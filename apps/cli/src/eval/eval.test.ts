@@ -106,7 +106,8 @@ describe("ditcache eval, quick mode on a tiny random DiT and the tiny classifier
       "learned ~22%",
       "FBCache",
       "TeaCache",
-      "EOC trend+prior",
+      "EOC (mode trend, closed-loop settings)",
+      "TaylorSeer (order 2)",
       "n/a",
     ]) {
       expect(markdown).toContain(label);
@@ -115,6 +116,8 @@ describe("ditcache eval, quick mode on a tiny random DiT and the tiny classifier
     const ablation = await readFile(join(out, "eoc-ablation.md"), "utf8");
     expect(ablation).toContain("judgment off");
     expect(ablation).toContain("token-channel");
+    expect(ablation).toContain("forecast order 1 only");
+    expect(existsSync(join(out, "calibration", "priors-fora50-channel-order1.safetensors"))).toBe(true);
     const json = JSON.parse(await readFile(join(out, "results.json"), "utf8"));
     expect(json.rows).toHaveLength(runnable.length);
     expect(json.notApplicable).toHaveLength(4);

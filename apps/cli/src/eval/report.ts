@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { encodePng, writeFileAtomic } from "@ditcache/core";
 import { type PlotSeries, renderScatterPlot } from "./plot.js";
-import { ABLATION_BASES, CORRECTORS, type RowSpec } from "./rows.js";
+import { ABLATION_BASES, ABLATIONS, CORRECTORS, type RowSpec } from "./rows.js";
 import type { EvaluationResult, RowResult } from "./run.js";
 
 /** Where and how a run was made, printed under every table. */
@@ -134,17 +134,12 @@ export function ablationMarkdown(
 ): string {
   const variants: [string, string][] = [
     ["reuse", "plain reuse (no correction)"],
-    ["eoc-trend", "EOC default: judgment + prior + trend as the closed loop chose, channel"],
-    ["eoc-nojudgment", "judgment off"],
-    ["eoc-noprior", "prior term off (trend only)"],
+    [
+      "eoc-trend",
+      "EOC default: judgment, trend order, gain and prior term as the closed loop chose, channel",
+    ],
     ["eoc-prior", "trend term off (prior only, gamma D)"],
-    ["eoc-noscale", "trend scale 1: the one-step fits as they are (no closed-loop scale)"],
-    ["eoc-fitted", "fitted trend gains at the closed loop's best fitted scale"],
-    ["eoc-fixed", "fixed trend gain 1 (the first-order forecast) + fitted prior term"],
-    ["eoc-rowfit", "coefficients fitted per row (instead of on the CFG-guided pair)"],
-    ["eoc-nogate", "errors not weighted by the adaLN gates"],
-    ["eoc-reusefit", "coefficients fitted on the plain-reuse run (instead of the trend-corrected one)"],
-    ["eoc-token", "granularity token-channel (instead of channel)"],
+    ...ABLATIONS.map((variant): [string, string] => [variant.id, variant.label]),
   ];
   const lines = ["# ditcache eval: EOC ablation", ""];
   for (const base of bases) {

@@ -52,8 +52,13 @@ export const BASES: readonly BaseSpec[] = [
 export const CORRECTORS: readonly CorrectorSpec[] = [
   { id: "reuse", label: "plain reuse", spec: "reuse" },
   { id: "taylor", label: "TaylorSeer (order 1)", spec: "taylor:order=1" },
+  { id: "taylor2", label: "TaylorSeer (order 2)", spec: "taylor:order=2" },
   { id: "goc", label: "GOC (k 0.5)", spec: "goc:k=0.5" },
-  { id: "eoc-trend", label: "EOC trend+prior", eoc: { options: { mode: "trend" }, granularity: "channel" } },
+  {
+    id: "eoc-trend",
+    label: "EOC (mode trend, closed-loop settings)",
+    eoc: { options: { mode: "trend" }, granularity: "channel" },
+  },
   {
     id: "eoc-prior",
     label: "EOC prior (gamma D)",
@@ -69,47 +74,55 @@ export const CORRECTORS: readonly CorrectorSpec[] = [
 export const ABLATIONS: readonly CorrectorSpec[] = [
   {
     id: "eoc-nojudgment",
-    label: "EOC, judgment off",
+    label: "judgment off",
     eoc: { options: { mode: "trend", judgment: false }, granularity: "channel" },
   },
   {
     id: "eoc-noprior",
-    label: "EOC, prior term off (trend only)",
+    label: "prior term off (trend only)",
     eoc: { options: { mode: "trend", prior: false }, granularity: "channel" },
   },
   {
+    id: "eoc-order1",
+    label: "forecast order 1 only (the closed loop chooses among the first-order candidates)",
+    eoc: { options: { mode: "trend" }, granularity: "channel", trendOrder: 1 },
+  },
+  {
     id: "eoc-noscale",
-    label: "EOC trend+prior, fitted trend gains at scale 1 (the one-step fits as they are, no closed loop)",
+    label: "fitted trend gains at scale 1: the one-step fits as they are (no closed-loop setting)",
     eoc: { options: { mode: "trend", trendGain: "fitted", trendScale: 1 }, granularity: "channel" },
   },
   {
     id: "eoc-fitted",
-    label: "EOC trend+prior, fitted trend gains at the closed loop's best fitted scale",
+    label: "fitted trend gains at the closed loop's best fitted scale",
     eoc: { options: { mode: "trend", trendGain: "fitted" }, granularity: "channel" },
   },
   {
     id: "eoc-fixed",
-    label: "EOC trend+prior, fixed trend gain 1 (the first-order forecast) + fitted prior term",
-    eoc: { options: { mode: "trend", trendGain: "fixed", trendScale: 1 }, granularity: "channel" },
+    label: "fixed trend gain 1 (the plain forecast of the file's order) + fitted prior term",
+    eoc: {
+      options: { mode: "trend", trendGain: "fixed", trendScale: 1, prior: true },
+      granularity: "channel",
+    },
   },
   {
     id: "eoc-rowfit",
-    label: "EOC trend+prior, coefficients fitted per row (not on the CFG-guided pair)",
+    label: "coefficients fitted per row (instead of on the CFG-guided pair)",
     eoc: { options: { mode: "trend" }, granularity: "channel", fitSpace: "rows" },
   },
   {
     id: "eoc-nogate",
-    label: "EOC trend+prior, errors not weighted by the adaLN gates",
+    label: "errors not weighted by the adaLN gates",
     eoc: { options: { mode: "trend" }, granularity: "channel", gateWeighted: false },
   },
   {
     id: "eoc-reusefit",
-    label: "EOC trend+prior, coefficients fitted on the plain-reuse run",
+    label: "coefficients fitted on the plain-reuse run (instead of the trend-corrected one)",
     eoc: { options: { mode: "trend" }, granularity: "channel", fitTrajectory: "reuse" },
   },
   {
     id: "eoc-token",
-    label: "EOC trend+prior, token-channel granularity",
+    label: "granularity token-channel (instead of channel)",
     eoc: { options: { mode: "trend" }, granularity: "token-channel" },
   },
 ];

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { DitcacheError } from "@ditcache/core";
 import { ditPreset } from "@ditcache/dit";
 import { TINY_DIT_CONFIG } from "@ditcache/dit/testing";
@@ -5,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { parseCommandArgs } from "../args.js";
 import { benchCommand } from "../commands/bench.js";
 import { type BenchReport, markdownReport, priorsSizes } from "./report.js";
-import { type CacheResult, type ForwardResult, tfjsForwardRuns } from "./tasks.js";
+import { type CacheResult, type ForwardResult, runTask, tfjsForwardRuns } from "./tasks.js";
 import { lazyRandomWeights, weightBytes } from "./weights.js";
 
 describe("bench helpers", () => {
@@ -136,6 +139,35 @@ describe("bench helpers", () => {
     expect(tfjsForwardRuns("DiT-S/8", 3)).toBe(3);
     expect(tfjsForwardRuns("DiT-B/2", 3)).toBe(1);
     expect(tfjsForwardRuns("DiT-XL/2", 3)).toBe(1);
+  });
+
+  it("runs the cache and EOC rows on the embedded demo model (trained weights, ten digits a run)", async () => {
+    const outDir = await mkdtemp(join(tmpdir(), "ditcache-bench-"));
+    try {
+      const result = (await runTask({
+        kind: "cache",
+        preset: "demo",
+        threads: 1,
+        steps: 4,
+        rounds: 1,
+        eoc: true,
+        cache: false,
+        eocSamples: 1,
+        outDir,
+      })) as CacheResult;
+      expect(result.variants.map((variant) => variant.name)).toEqual([
+        "uncached",
+        "FORA 50%",
+        "FORA 50% + TaylorSeer 2",
+        "FORA 50% + EOC",
+      ]);
+      const eoc = result.variants.at(-1)!;
+      expect(eoc.macsRatio).toBeLessThan(1);
+      expect(eoc.counts?.corrected).toBeGreaterThan(0);
+      expect(result.priorsFileBytes).toBeGreaterThan(0);
+    } finally {
+      await rm(outDir, { recursive: true, force: true });
+    }
   });
 
   it("rejects unknown presets and rows with one-line errors naming the option", async () => {

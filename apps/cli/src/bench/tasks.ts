@@ -4,6 +4,7 @@ import { type CachePolicy, type Corrector, parsePolicy, taylorCorrector } from "
 import { type Backend, DitcacheError } from "@ditcache/core";
 import { type DiTModel, type DiTPresetName, ditMacs, ditPreset } from "@ditcache/dit";
 import { eoc } from "@ditcache/eoc";
+import { loadDemoModel } from "@ditcache/models";
 import { calibrateModel, createBackend, generate } from "@ditcache/pipeline";
 import { lcgFill, randomModel, weightBytes } from "./weights.js";
 
@@ -21,7 +22,8 @@ export type BenchTask =
     }
   | {
       readonly kind: "cache";
-      readonly preset: DiTPresetName;
+      /** A preset with random weights, or "demo": the embedded trained model, ten images a run (one per digit). */
+      readonly preset: DiTPresetName | "demo";
       readonly threads: number;
       readonly steps: number;
       readonly rounds: number;
@@ -114,10 +116,11 @@ export async function runTask(task: BenchTask): Promise<ForwardResult | CacheRes
  * (`hostParams: "release"`): every run here has one batch size (a CFG pair), and the weights
  * then sit in memory once, as with PyTorch.
  */
-async function makeBackend(spec: string, threads: number): Promise<Backend> {
+/** `keepHostParams`: the run compiles units for more than one batch size (host copies stay for the new sessions). */
+async function makeBackend(spec: string, threads: number, keepHostParams = false): Promise<Backend> {
   if (spec === "onnx") {
     const { createOnnxBackend } = await import("@ditcache/backend-onnx");
-    return createOnnxBackend({ intraOpNumThreads: threads, hostParams: "release" });
+    return createOnnxBackend({ intraOpNumThreads: threads, hostParams: keepHostParams ? "keep" : "release" });
   }
   return createBackend(spec, { threads });
 }
@@ -225,9 +228,16 @@ interface Variant {
 }
 
 async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<CacheResult> {
-  const config = ditPreset(task.preset);
-  const backend = await makeBackend("onnx", task.threads);
-  const model = randomModel(config, backend);
+  const demo = task.preset === "demo";
+  // The demo's calibration runs one image at a time, its timed runs ten.
+  const backend = await makeBackend("onnx", task.threads, demo);
+  const model = demo
+    ? await loadDemoModel(backend)
+    : randomModel(ditPreset(task.preset as DiTPresetName), backend);
+  // One ImageNet class for the random presets; a batch of digits for the demo model, whose steps
+  // at one image would be all per-call overhead.
+  const labels = demo ? Array.from({ length: 10 }, (_, i) => i) : [207];
+  const seeds = labels.map((_, i) => i);
   const fora50 = parsePolicy("fora:interval=2");
   const variants: Variant[] = [
     { name: "uncached" },
@@ -253,8 +263,8 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
     const warmup = new AbortController();
     await generate({
       model,
-      labels: [207],
-      seeds: [0],
+      labels,
+      seeds,
       steps: task.steps,
       cfgScale: 4,
       onStep: () => warmup.abort(),
@@ -267,7 +277,13 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
     let priorsFileBytes: number | null = null;
     if (task.eoc) {
       const started = performance.now();
-      eocSetting = await eocFor(model, fora50, task.steps, task.eocSamples);
+      eocSetting = await eocFor(
+        model,
+        demo ? "demo" : "bench-random-weights",
+        fora50,
+        task.steps,
+        task.eocSamples,
+      );
       eocCalibrationMs = performance.now() - started;
       const path = join(
         task.outDir,
@@ -290,8 +306,8 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
         const cpuStart = process.cpuUsage();
         const result = await generate({
           model,
-          labels: [207],
-          seeds: [0],
+          labels,
+          seeds,
           steps: task.steps,
           cfgScale: 4,
           ...(cache ? { cache } : {}),
@@ -341,10 +357,16 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
  * the timed runs), with the judgment off (tau 0) so every reused branch is corrected: the
  * overhead measured is EOC's worst case, not whatever a random model's priors happen to skip.
  */
-async function eocFor(model: DiTModel, basePolicy: CachePolicy, steps: number, samples: number) {
+async function eocFor(
+  model: DiTModel,
+  modelHash: string,
+  basePolicy: CachePolicy,
+  steps: number,
+  samples: number,
+) {
   const priors = await calibrateModel({
     model,
-    modelHash: "bench-random-weights",
+    modelHash,
     basePolicy,
     samples,
     steps,

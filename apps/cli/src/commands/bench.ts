@@ -32,7 +32,10 @@ export const benchCommand: Command = {
     "benchmark tables: backend speed vs PyTorch, cache speed-ups vs ideal, EOC overhead (Markdown + JSON)",
   options: {
     preset: { type: "string", help: "models of the backend rows (default DiT-S/2,DiT-B/2,DiT-XL/2)" },
-    "cache-preset": { type: "string", help: "model of the cache and EOC rows (default DiT-XL/2)" },
+    "cache-preset": {
+      type: "string",
+      help: 'model of the cache and EOC rows: a preset (random weights) or "demo" (the embedded model, 10 images a run; default DiT-XL/2)',
+    },
     steps: { type: "string", help: "DDIM steps of the DDIM, cache and EOC runs (default 20)" },
     threads: { type: "string", help: "intra-op threads of every engine (default 2)" },
     rows: { type: "string", help: "which tables: some of backend,cache,eoc (default all)" },
@@ -73,7 +76,10 @@ export const benchCommand: Command = {
       ...Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)),
     };
     const presets = presetList(read.preset, "preset");
-    const [cachePreset] = presetList(read["cache-preset"], "cache-preset");
+    const cachePreset =
+      read["cache-preset"] === "demo"
+        ? ("demo" as const)
+        : presetList(read["cache-preset"], "cache-preset")[0]!;
     const steps = intOption(read, "steps", 1, 1000);
     const threads = intOption(read, "threads", 1, 256);
     const runs = intOption(read, "runs", 1, 100);
@@ -147,7 +153,7 @@ export const benchCommand: Command = {
       const result = await attempt(errors, `${cachePreset} cache rows`, () =>
         runTaskInChild<CacheResult>({
           kind: "cache",
-          preset: cachePreset!,
+          preset: cachePreset,
           threads,
           steps,
           rounds,
@@ -169,7 +175,7 @@ export const benchCommand: Command = {
       notes,
     };
     const configs = new Map<string, DiTConfig>(
-      [...presets, cachePreset!].map((name) => [name, ditPreset(name)]),
+      [...presets, ...(cachePreset === "demo" ? [] : [cachePreset])].map((name) => [name, ditPreset(name)]),
     );
     const markdown = markdownReport(report, configs);
     await writeFileAtomic(join(outDir, "bench.json"), `${JSON.stringify(report, null, 2)}\n`);

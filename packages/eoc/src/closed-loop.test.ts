@@ -117,6 +117,11 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
       return corrector.terms;
     };
     expect(terms({})).toBe("trend");
+    // No prior term, nothing for the judgment to gate: the spec names no tau (it parses back).
+    const { corrector } = eoc(policy, priors, {});
+    expect(corrector.tau).toBeUndefined();
+    expect(corrector.spec).toBe("eoc:mode=trend,prior=false");
+    corrector.dispose();
     expect(terms({ prior: true })).toBe("trend+prior");
     expect(terms({ mode: "prior" })).toBe("prior");
   });

@@ -119,7 +119,8 @@ function specOf(
   if (options.trend !== (options.mode === "trend")) parts.push(`trend=${options.trend}`);
   if (!options.prior) parts.push("prior=false");
   if (!options.judgment) parts.push("judgment=false");
-  else parts.push(`tau=${tau}`);
+  // With a fixed-gain trend alone there is no prior term for the judgment to gate: no tau.
+  else if (tau !== undefined) parts.push(`tau=${tau}`);
   if (options.agreement) parts.push("agreement=true", `kappa=${kappa}`);
   if (gamma !== "site") parts.push(`gamma=${gamma}`);
   if (trendGain !== undefined) parts.push(`trendGain=${trendGain}`);

@@ -238,16 +238,19 @@ describe("calibrate recovers the coefficients of correction (b)", () => {
   });
 
   // The model shows no block stack, so calibrate skips the closed-loop pass.
-  const priorsPromise = calibrate({
-    runSample: (hook, i) => model.run(hook, i),
-    basePolicy: parsePolicy("fora:interval=3"),
-    steps: 9,
-    depth: 1,
-    descriptor,
-    samples: 4,
-    granularity: "token-channel",
-    dtype: "F32",
-  });
+  const calibrateAt = (trendOrder: number) =>
+    calibrate({
+      runSample: (hook, i) => model.run(hook, i),
+      basePolicy: parsePolicy("fora:interval=3"),
+      steps: 9,
+      depth: 1,
+      descriptor,
+      samples: 4,
+      granularity: "token-channel",
+      dtype: "F32",
+      trendOrder,
+    });
+  const priorsPromise = calibrateAt(1);
   const h = (s: number) => s * s;
   const kappaOf = (cell: { step: number; sourceStep: number }) => {
     const last = cell.sourceStep;
@@ -315,17 +318,7 @@ describe("calibrate recovers the coefficients of correction (b)", () => {
 
   it("trend order 2: the quadratic forecast explains the whole error once three values exist", async () => {
     const basePolicy = parsePolicy("fora:interval=3");
-    const priors = await calibrate({
-      runSample: (hook, i) => model.run(hook, i),
-      basePolicy,
-      steps: 9,
-      depth: 1,
-      descriptor,
-      samples: 4,
-      granularity: "token-channel",
-      dtype: "F32",
-      trendOrder: 2,
-    });
+    const priors = await calibrateAt(2);
     expect(priors.header.trendOrder).toBe(2);
     const firstOrder = await priorsPromise;
     for (const cell of priors.cells()) {

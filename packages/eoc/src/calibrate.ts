@@ -484,7 +484,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     const recorder: Corrector = {
       name: "eoc-calibration",
       spec: "eoc-calibration",
-      historyLength: Math.max(2, ...orders) + 1,
+      historyLength: Math.max(...orders) + 1,
       async correct(context) {
         if (context.valueKind === "branch" && siteIndex.has(context.key)) {
           const history = [];

@@ -1,5 +1,5 @@
 import { createCpuBackend } from "@ditcache/backend-cpu";
-import { createCacheEngine, parsePolicy } from "@ditcache/cache";
+import { type Corrector, createCacheEngine, parsePolicy, taylorCorrector } from "@ditcache/cache";
 import { DitcacheError } from "@ditcache/core";
 import { describe, expect, it } from "vitest";
 import { noise, type Returned, trajectoryModel } from "./__fixtures__/trajectory.js";
@@ -351,7 +351,69 @@ describe("calibrate recovers the coefficients of correction (b)", () => {
       firstOrder.header.report.terms.trend.heldOutReductionAll,
     );
   });
+
+  it("curvature gain: s·t1 + c·(t2 - t1); c = 0 is the first-order forecast, c = s the plain order 2", async () => {
+    const basePolicy = parsePolicy("fora:interval=3");
+    const priors = await calibrateAt(2);
+    const run = async (corrector: Corrector) => {
+      const returned: Returned = new Map();
+      const engine = createCacheEngine({ policy: basePolicy, corrector });
+      await model.run(engine, 5, returned);
+      engine.dispose();
+      return returned;
+    };
+    const fixed = { judgment: false, trendGain: "fixed", prior: false } as const;
+    const withGain = (trendScale: number, curvatureGain?: number) => {
+      const { corrector } = eoc(basePolicy, priors, {
+        ...fixed,
+        trendScale,
+        ...(curvatureGain === undefined ? {} : { curvatureGain }),
+      });
+      return corrector;
+    };
+    const [zero, linear] = [await run(withGain(0.9, 0)), await run(taylorWithGain(0.9))];
+    const [same, plain] = [await run(withGain(0.9, 0.9)), await run(withGain(0.9))];
+    const mixed = await run(withGain(0.9, 1.2));
+    for (const cell of priors.cells().filter((c) => c.step >= 7)) {
+      const key = `${cell.site}@${cell.step}`;
+      const [f0, f1, fs, fp, fm] = [zero, linear, same, plain, mixed].map((r) => r.get(key)!);
+      for (let k = 0; k < f0!.length; k++) {
+        expect(f0![k]).toBeCloseTo(f1![k]!, 5);
+        expect(fs![k]).toBeCloseTo(fp![k]!, 5);
+        // Linear in c: F(1.2) = F(0) + (1.2 / 0.9)·(F(0.9) - F(0)).
+        expect(fm![k]).toBeCloseTo(f0![k]! + (1.2 / 0.9) * (fs![k]! - f0![k]!), 4);
+      }
+    }
+    // Only where it is defined: a fixed gain without the prior term, on priors of order >= 2.
+    expect(() => eoc(basePolicy, priors, { ...fixed, trendScale: 1, prior: true, curvatureGain: 1 })).toThrow(
+      /options.curvatureGain.*fixed trend gain without the prior term/,
+    );
+    expect(() => eoc(basePolicy, priors, { trendGain: "fitted", curvatureGain: 1 })).toThrow(/curvatureGain/);
+    const orderOne = await priorsPromise;
+    expect(() => eoc(basePolicy, orderOne, { ...fixed, trendScale: 1, curvatureGain: 1 })).toThrow(
+      /trend order 1/,
+    );
+  });
 });
+
+/** F_last + s·t1: the first-order forecast at gain s, as a corrector of its own. */
+function taylorWithGain(s: number): Corrector {
+  const taylor = taylorCorrector({ order: 1 });
+  return {
+    name: "taylor-gain",
+    spec: "taylor-gain",
+    historyLength: 2,
+    async correct(context) {
+      const [last, previous] = context.history;
+      if (last === undefined || previous === undefined) return taylor.correct(context);
+      const a = (s * (context.step.index - last.step)) / (last.step - previous.step);
+      return context.math.combine([
+        { tensor: last.value, weight: 1 + a },
+        { tensor: previous.value, weight: -a },
+      ]);
+    },
+  };
+}
 
 describe("calibrate rejects what it cannot calibrate", () => {
   const backend = createCpuBackend();

@@ -179,6 +179,11 @@ export interface ClosedLoopCandidate {
   readonly trendScale: number;
   /** Whether the prior term is added. @defaultValue true */
   readonly prior?: boolean;
+  /**
+   * Gain of the forecast's part beyond the first-order trend (`PriorsDefaults.curvatureGain`); only
+   * with `trendGain: "fixed"`, `prior: false` and `trendOrder` >= 2. @defaultValue trendScale
+   */
+  readonly curvatureGain?: number;
 }
 
 /**
@@ -198,6 +203,20 @@ export const CLOSED_LOOP_CANDIDATES: readonly ClosedLoopCandidate[] = [
   ...[0.9, 1, 1.1].flatMap((trendScale) =>
     [true, false].map((prior) => ({ trendOrder: 2, trendGain: "fixed" as const, trendScale, prior })),
   ),
+  ...(
+    [
+      [0.8, 1.2],
+      [0.9, 1.2],
+      [0.9, 1.4],
+      [1, 1.2],
+    ] as const
+  ).map(([trendScale, curvatureGain]) => ({
+    trendOrder: 2,
+    trendGain: "fixed" as const,
+    trendScale,
+    prior: false,
+    curvatureGain,
+  })),
 ];
 
 function closedLoopOptions(
@@ -223,13 +242,20 @@ function closedLoopOptions(
         (candidate.trendOrder !== undefined && !isTrendOrder(candidate.trendOrder)) ||
         typeof candidate.trendScale !== "number" ||
         !Number.isFinite(candidate.trendScale) ||
-        candidate.trendScale < 0,
+        candidate.trendScale < 0 ||
+        (candidate.curvatureGain !== undefined &&
+          (typeof candidate.curvatureGain !== "number" ||
+            !Number.isFinite(candidate.curvatureGain) ||
+            candidate.curvatureGain < 0 ||
+            candidate.trendGain !== "fixed" ||
+            candidate.prior !== false ||
+            (candidate.trendOrder ?? 1) < 2)),
     )
   )
     invalidArgument(
       "options.closedLoop.candidates",
       candidates,
-      `a non-empty list of { trendGain: "fitted" | "fixed", trendScale: number >= 0, prior?: boolean, trendOrder?: 1..${MAX_TREND_ORDER} }`,
+      `a non-empty list of { trendGain: "fitted" | "fixed", trendScale: number >= 0, prior?: boolean, trendOrder?: 1..${MAX_TREND_ORDER}, curvatureGain?: number >= 0 (with trendGain "fixed", prior false, trendOrder >= 2) }`,
     );
   return { samples: count, candidates };
 }
@@ -688,12 +714,20 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     trendGain: TrendGain;
     trendScale: number;
     prior: boolean;
+    curvatureGain?: number;
     relativeError: number;
   }[] = [];
-  for (const { trendOrder = 1, trendGain, trendScale, prior = true } of closedLoop.candidates) {
+  for (const {
+    trendOrder = 1,
+    trendGain,
+    trendScale,
+    prior = true,
+    curvatureGain,
+  } of closedLoop.candidates) {
     const { header, data } = byOrder.get(trendOrder)!;
+    const curvature = curvatureGain === undefined ? {} : { curvatureGain };
     const candidate = new Priors(
-      { ...header, defaults: { ...header.defaults, trendGain, trendScale, prior } },
+      { ...header, defaults: { ...header.defaults, trendGain, trendScale, prior, ...curvature } },
       data,
     );
     const corrector = eocCorrector(candidate);
@@ -731,7 +765,14 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     } finally {
       corrector.dispose();
     }
-    candidates.push({ trendOrder, trendGain, trendScale, prior, relativeError: Math.exp(logError) });
+    candidates.push({
+      trendOrder,
+      trendGain,
+      trendScale,
+      prior,
+      ...curvature,
+      relativeError: Math.exp(logError),
+    });
   }
   const best = candidates.reduce((a, b) => (b.relativeError < a.relativeError ? b : a));
   const { header, data } = byOrder.get(best.trendOrder)!;
@@ -744,6 +785,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
         trendGain: best.trendGain,
         trendScale: best.trendScale,
         prior: best.prior,
+        ...(best.curvatureGain === undefined ? {} : { curvatureGain: best.curvatureGain }),
       },
       report: { ...header.report, closedLoop: { samples: closedLoop.samples, candidates } },
     },

@@ -105,6 +105,34 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
     );
   });
 
+  it("a chosen curvature gain is the default of the file's own setting only", async () => {
+    const candidate = {
+      trendOrder: 2,
+      trendGain: "fixed",
+      trendScale: 1,
+      prior: false,
+      curvatureGain: 0,
+    } as const;
+    const priors = await calibrate({ ...options, closedLoop: { samples: 1, candidates: [candidate] } });
+    expect(priors.header.defaults.curvatureGain).toBe(0);
+    expect(priors.header.report.closedLoop!.candidates[0]!.curvatureGain).toBe(0);
+    const samples = async (eocOptions: Parameters<typeof eoc>[2]) => {
+      const { corrector } = eoc(policy, priors, eocOptions);
+      const engine = createCacheEngine({ policy, corrector });
+      const out = await sample(engine, 400);
+      engine.dispose();
+      corrector.dispose();
+      return out;
+    };
+    const byDefault = await samples({});
+    expect(byDefault).toEqual(await samples({ trendGain: "fixed", prior: false, curvatureGain: 0 }));
+    // An explicit scale means the plain forecast at that scale: the order-2 curvature is back.
+    expect(await samples({ trendScale: 1 })).not.toEqual(byDefault);
+    await expect(
+      calibrate({ ...options, closedLoop: { samples: 1, candidates: [{ ...candidate, prior: true }] } }),
+    ).rejects.toThrow(/options.closedLoop.candidates/);
+  });
+
   it("a candidate without the prior term, once chosen, is mode trend's default", async () => {
     const priors = await calibrate({
       ...options,

@@ -62,6 +62,13 @@ export interface EocOptions {
    * candidate with those, else 1)
    */
   trendScale?: number;
+  /**
+   * With a fixed trend gain, no prior term and a file of trend order >= 2: the gain of the
+   * forecast's part beyond the first-order trend, so the trend is trendScale·t1 + curvatureGain·(t_k - t1).
+   * @defaultValue the file's closed-loop choice (`defaults.curvatureGain`) when trend gain, prior
+   * setting and scale are the file's; else trendScale (the plain order-k forecast)
+   */
+  curvatureGain?: number;
   /** Path of the priors file, written into `spec` so `parseCorrector(spec)` recreates the corrector. */
   source?: string;
 }
@@ -86,14 +93,19 @@ export interface EocCorrector extends Corrector {
 
 /**
  * The file's trend scale for a trend gain and prior setting: its default when both are the file's,
- * else the best closed-loop candidate with both and the file's trend order (1 when none was tried).
+ * else the best closed-loop candidate with both, the file's trend order and one gain for the whole
+ * forecast (1 when none was tried).
  */
 function defaultTrendScale(priors: Priors, trendGain: TrendGain, prior: boolean): number {
   const { defaults, report } = priors.header;
   if (trendGain === defaults.trendGain && prior === defaults.prior) return defaults.trendScale;
   const order = priors.trendOrder;
   const tried = (report.closedLoop?.candidates ?? []).filter(
-    (c) => (c.trendOrder ?? 1) === order && c.trendGain === trendGain && c.prior === prior,
+    (c) =>
+      (c.trendOrder ?? 1) === order &&
+      c.trendGain === trendGain &&
+      c.prior === prior &&
+      c.curvatureGain === undefined,
   );
   if (tried.length === 0) return 1;
   return tried.reduce((a, b) => (b.relativeError < a.relativeError ? b : a)).trendScale;
@@ -113,6 +125,7 @@ function specOf(
   gamma: EocOptions["gamma"],
   trendGain: TrendGain | undefined,
   trendScale: number | undefined,
+  curvatureGain: number | undefined,
 ): string {
   const parts = source === undefined ? [] : [`priors=${source}`];
   parts.push(`mode=${options.mode}`);
@@ -125,6 +138,7 @@ function specOf(
   if (gamma !== "site") parts.push(`gamma=${gamma}`);
   if (trendGain !== undefined) parts.push(`trendGain=${trendGain}`);
   if (trendScale !== undefined) parts.push(`trendScale=${trendScale}`);
+  if (curvatureGain !== undefined) parts.push(`curvatureGain=${curvatureGain}`);
   return `eoc:${parts.join(",")}`;
 }
 
@@ -188,6 +202,21 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
   )
     invalidArgument("options.trendScale", options.trendScale, "a number >= 0");
   const trendScale = options.trendScale ?? defaultTrendScale(priors, trendGain, usePrior);
+  const curvatureGain =
+    options.curvatureGain ??
+    (options.trendScale === undefined && trendGain === defaults.trendGain && usePrior === defaults.prior
+      ? defaults.curvatureGain
+      : undefined);
+  if (curvatureGain !== undefined) {
+    if (typeof curvatureGain !== "number" || !Number.isFinite(curvatureGain) || !(curvatureGain >= 0))
+      invalidArgument("options.curvatureGain", curvatureGain, "a number >= 0");
+    if (!fixedTrend || usePrior || priors.trendOrder < 2)
+      invalidArgument(
+        "options.curvatureGain",
+        curvatureGain,
+        `a setting of a fixed trend gain without the prior term on priors of trend order >= 2 (these: trendGain ${trendGain}, prior ${usePrior}, trend order ${priors.trendOrder})`,
+      );
+  }
   const order = priors.trendOrder;
   const gammaOf = (cell: PriorCell): number =>
     gammaOption === "site" ? cell.gamma : gammaOption === "global" ? defaults.globalGamma : gammaOption;
@@ -309,10 +338,19 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
     else if (usePrior) b = gammaOf(cell);
     else if (hasTrend) a = trendScale * cell.trendGain;
     else return undefined;
-    const weights: WeightedTerm[] = [{ tensor: history[0]!.value, weight: 1 + a * (trend[0] ?? 0) }];
-    if (a !== 0)
-      for (let j = 1; j < trend.length; j++)
-        weights.push({ tensor: history[j]!.value, weight: a * trend[j]! });
+    // Σ_j c_j F_j added to F_last: a·t, or with a curvature gain a·t1 + curvatureGain·(t_k - t1).
+    let increments = trend.map((weight) => a * weight);
+    if (curvatureGain !== undefined && trend.length > 2) {
+      const first = trendWeights(
+        history.map((value) => value.step),
+        context.step.index,
+        1,
+      );
+      increments = trend.map((weight, j) => a * (first[j] ?? 0) + curvatureGain * (weight - (first[j] ?? 0)));
+    }
+    const weights: WeightedTerm[] = [{ tensor: history[0]!.value, weight: 1 + (increments[0] ?? 0) }];
+    for (let j = 1; j < increments.length; j++)
+      if (increments[j] !== 0) weights.push({ tensor: history[j]!.value, weight: increments[j]! });
     if (b !== 0) weights.push({ tensor: differenceTensor(context.backend, cell), weight: b });
     if (weights.length === 1 && weights[0]!.weight === 1) return undefined;
     counts.corrected++;
@@ -329,6 +367,7 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
       gammaOption,
       options.trendGain,
       options.trendScale,
+      options.curvatureGain,
     ),
     historyLength: useTrend ? order + 1 : 1,
     priors,

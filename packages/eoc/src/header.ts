@@ -94,6 +94,8 @@ export interface ClosedLoopReport {
   readonly candidates: readonly {
     /** Forecast order of the trend (absent in older files: 1). */
     readonly trendOrder?: number;
+    /** Gain of the forecast's degree-2 part, where the candidate set one apart from `trendScale`. */
+    readonly curvatureGain?: number;
     readonly trendGain: TrendGain;
     readonly trendScale: number;
     readonly prior: boolean;
@@ -129,6 +131,13 @@ export interface PriorsDefaults {
   readonly prior: boolean;
   /** Judgment threshold of the prior term of the fixed-trend correction (chosen on held-out rows). */
   readonly fixedTrendTau: number;
+  /**
+   * With a fixed gain, no prior term and `trendOrder` >= 2: the gain of the forecast's part beyond
+   * the first-order trend (the trend is trendScale·t1 + curvatureGain·(t_k - t1), t_k the order-k
+   * trend; for k = 2, t_2 - t_1 is the forecast's degree-2 Newton term); absent: `trendScale`, the
+   * plain order-k forecast at that gain. Closed-loop choice.
+   */
+  readonly curvatureGain?: number;
 }
 
 /** The JSON header of a priors file, stored in `__metadata__["ditcache.eoc"]`. */

@@ -26,6 +26,11 @@ export const eocCorrectorParams: ParamSchema = {
     min: 0,
     description: "multiplier of the fitted trend coefficients, or the fixed one (file default)",
   },
+  curvatureGain: {
+    type: "number",
+    min: 0,
+    description: "fixed gain, prior off, order >= 2: gain of the forecast's degree-2 part (file default)",
+  },
 };
 
 const shared = new Map<string, { stamp: string; corrector: EocCorrector }>();
@@ -80,6 +85,7 @@ function eocFactory(params: Readonly<Record<string, unknown>>): EocCorrector {
     ...(gamma !== undefined ? { gamma } : {}),
     ...(params.trendGain !== undefined ? { trendGain: params.trendGain as "fitted" | "fixed" } : {}),
     ...(params.trendScale !== undefined ? { trendScale: params.trendScale as number } : {}),
+    ...(params.curvatureGain !== undefined ? { curvatureGain: params.curvatureGain as number } : {}),
   };
   const key = JSON.stringify(options);
   const file = readPriors(path);

@@ -113,8 +113,14 @@ export const calibrateCommand: Command = {
       );
       const loop = priors.header.report.closedLoop;
       if (loop) {
-        const name = (c: { trendOrder?: number; trendGain: string; trendScale: number; prior: boolean }) =>
-          `order ${c.trendOrder ?? 1} ${c.trendGain} ${c.trendScale}${c.prior ? " + prior" : ""}`;
+        const name = (c: {
+          trendOrder?: number;
+          trendGain: string;
+          trendScale: number;
+          prior: boolean;
+          curvatureGain?: number;
+        }) =>
+          `order ${c.trendOrder ?? 1} ${c.trendGain} ${c.trendScale}${c.curvatureGain === undefined ? "" : ` (curvature ${c.curvatureGain})`}${c.prior ? " + prior" : ""}`;
         const tried = loop.candidates
           .map((c) => `${name(c)}: ${c.relativeError.toExponential(3)}`)
           .join(", ");

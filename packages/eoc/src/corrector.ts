@@ -11,7 +11,7 @@ import {
 import { fixedTrendPriorCoefficient } from "./fit.js";
 import type { TermsKey, TrendGain } from "./header.js";
 import { checkPriorsCompatible, type PriorCell, type Priors } from "./priors.js";
-import { trendWeights } from "./trend.js";
+import { trendIncrements } from "./trend.js";
 
 /** Options of {@link eocCorrector} and {@link eoc}. */
 export interface EocOptions {
@@ -301,14 +301,8 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
     }
     checkShape(context);
     const history = context.history;
-    const trend = useTrend
-      ? trendWeights(
-          history.map((value) => value.step),
-          context.step.index,
-          order,
-        )
-      : [];
-    const hasTrend = trend.length > 0;
+    // A trend needs two computed values (trendWeights: fewer give none).
+    const hasTrend = useTrend && history.length > 1;
     // Fitted gains: the judgment and the agreement decide on the whole correction. Fixed gain:
     // the trend is the base forecast, applied wherever it exists; they decide on the prior term.
     let withPrior = usePrior;
@@ -339,15 +333,15 @@ export function eocCorrector(priors: Priors, options: EocOptions = {}): EocCorre
     else if (hasTrend) a = trendScale * cell.trendGain;
     else return undefined;
     // Σ_j c_j F_j added to F_last: a·t, or with a curvature gain a·t1 + curvatureGain·(t_k - t1).
-    let increments = trend.map((weight) => a * weight);
-    if (curvatureGain !== undefined && trend.length > 2) {
-      const first = trendWeights(
-        history.map((value) => value.step),
-        context.step.index,
-        1,
-      );
-      increments = trend.map((weight, j) => a * (first[j] ?? 0) + curvatureGain * (weight - (first[j] ?? 0)));
-    }
+    const increments = hasTrend
+      ? trendIncrements(
+          history.map((value) => value.step),
+          context.step.index,
+          order,
+          a,
+          curvatureGain,
+        )
+      : [];
     const weights: WeightedTerm[] = [{ tensor: history[0]!.value, weight: 1 + (increments[0] ?? 0) }];
     for (let j = 1; j < increments.length; j++)
       if (increments[j] !== 0) weights.push({ tensor: history[j]!.value, weight: increments[j]! });

@@ -29,7 +29,8 @@ export const eocCorrectorParams: ParamSchema = {
   curvatureGain: {
     type: "number",
     min: 0,
-    description: "fixed gain, prior off, order >= 2: gain of the forecast's degree-2 part (file default)",
+    description:
+      "fixed gain, prior off, order >= 2: gain of the forecast's part beyond the first-order trend (file default)",
   },
 };
 

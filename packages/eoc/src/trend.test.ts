@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { trendWeights } from "./trend.js";
+import { trendIncrements, trendWeights } from "./trend.js";
 
 /** Σ c_j f(steps_j) for a function of the step. */
 const apply = (weights: number[], steps: number[], f: (s: number) => number) =>
@@ -38,5 +38,18 @@ describe("trendWeights", () => {
     expect(trendWeights([4], 5, 2)).toEqual([]);
     // Values beyond order + 1 are not used.
     expect(trendWeights([6, 4, 2, 0], 7, 1)).toHaveLength(2);
+  });
+
+  it("increments: gain·t_k, or the first-order trend and the rest at separate gains", () => {
+    const steps = [6, 4, 2];
+    const scaled = (weights: number[], gain: number) => weights.map((w) => gain * w);
+    expect(trendIncrements(steps, 7, 2, 0.9)).toEqual(scaled(trendWeights(steps, 7, 2), 0.9));
+    const same = trendIncrements(steps, 7, 2, 0.9, 0.9);
+    scaled(trendWeights(steps, 7, 2), 0.9).forEach((w, j) => expect(same[j]).toBeCloseTo(w, 12));
+    const firstOnly = trendIncrements(steps, 7, 2, 0.9, 0);
+    [...scaled(trendWeights(steps, 7, 1), 0.9), 0].forEach((w, j) => expect(firstOnly[j]).toBeCloseTo(w, 12));
+    // Two values: there is no part beyond the first-order trend to weigh.
+    expect(trendIncrements([4, 2], 5, 2, 0.9, 1.4)).toEqual(scaled(trendWeights([4, 2], 5, 1), 0.9));
+    expect(trendIncrements([4], 5, 2, 0.9, 1.4)).toEqual([]);
   });
 });

@@ -14,3 +14,22 @@ export function trendWeights(steps: readonly number[], step: number, order: numb
   weights[0]! -= 1;
   return weights;
 }
+
+/**
+ * The coefficients a correction adds to the computed values for its trend part: `gain`·t_k, or
+ * with a `curvatureGain` c, gain·t_1 + c·(t_k - t_1) — the first-order trend and the rest of the
+ * order-k forecast at separate gains (c = gain is the plain forecast, c = 0 the first-order one).
+ * An empty list where no trend exists yet.
+ */
+export function trendIncrements(
+  steps: readonly number[],
+  step: number,
+  order: number,
+  gain: number,
+  curvatureGain?: number,
+): number[] {
+  const trend = trendWeights(steps, step, order);
+  if (curvatureGain === undefined || trend.length <= 2) return trend.map((weight) => gain * weight);
+  const first = trendWeights(steps, step, 1);
+  return trend.map((weight, j) => gain * (first[j] ?? 0) + curvatureGain * (weight - (first[j] ?? 0)));
+}

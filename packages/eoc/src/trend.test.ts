@@ -45,9 +45,10 @@ describe("trendWeights", () => {
     const scaled = (weights: number[], gain: number) => weights.map((w) => gain * w);
     expect(trendIncrements(steps, 7, 2, 0.9)).toEqual(scaled(trendWeights(steps, 7, 2), 0.9));
     const same = trendIncrements(steps, 7, 2, 0.9, 0.9);
-    scaled(trendWeights(steps, 7, 2), 0.9).forEach((w, j) => expect(same[j]).toBeCloseTo(w, 12));
+    for (const [j, w] of scaled(trendWeights(steps, 7, 2), 0.9).entries()) expect(same[j]).toBeCloseTo(w, 12);
     const firstOnly = trendIncrements(steps, 7, 2, 0.9, 0);
-    [...scaled(trendWeights(steps, 7, 1), 0.9), 0].forEach((w, j) => expect(firstOnly[j]).toBeCloseTo(w, 12));
+    for (const [j, w] of [...scaled(trendWeights(steps, 7, 1), 0.9), 0].entries())
+      expect(firstOnly[j]).toBeCloseTo(w, 12);
     // Two values: there is no part beyond the first-order trend to weigh.
     expect(trendIncrements([4, 2], 5, 2, 0.9, 1.4)).toEqual(scaled(trendWeights([4, 2], 5, 1), 0.9));
     expect(trendIncrements([4], 5, 2, 0.9, 1.4)).toEqual([]);

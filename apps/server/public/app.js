@@ -253,7 +253,8 @@ function render(result) {
       image.alt = `${RUN_TITLES[run.phase]} images`;
       image.src = run.image;
       image.addEventListener("load", () => {
-        const scale = Math.max(1, Math.floor(240 / image.naturalWidth));
+        // Whole multiples only (pixelated): small latents such as MNIST's 32 px become legible.
+        const scale = Math.max(1, Math.floor(300 / image.naturalWidth));
         image.width = image.naturalWidth * scale;
       });
       figure.append(caption, image, spec);

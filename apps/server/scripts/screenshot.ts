@@ -1,0 +1,79 @@
+/**
+ * Refreshes the README's picture of the demo page (docs/images/server.png) from a real run: the
+ * embedded demo model on backend-onnx, ten digits, FORA 50% with EOC and its shipped priors,
+ * driven through the page by Debian's Chromium like a user would.
+ *
+ *   pnpm exec tsx --conditions=source apps/server/scripts/screenshot.ts [--out docs/images/server.png]
+ *
+ * The page must show digits in all three grids, a speed-up and a PSNR; otherwise the script fails
+ * and leaves the old picture in place (the new one is written to a temporary file and renamed).
+ */
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+import { startServer } from "../src/index.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const repository = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
+
+const { values } = parseArgs({ options: { out: { type: "string", default: "docs/images/server.png" } } });
+const out = resolve(repository("."), values.out!);
+if (!existsSync(CHROMIUM)) {
+  console.error(
+    `screenshot: no Chromium at ${CHROMIUM}; install Debian's package (apt-get install chromium)`,
+  );
+  process.exit(1);
+}
+
+const profile = await mkdtemp(join(tmpdir(), "ditcache-screenshot-"));
+const server = await startServer({ port: 0, backend: "onnx", modelSource: { kind: "demo" } });
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ARGS,
+  viewport: { width: 1360, height: 1180 },
+});
+try {
+  const page = await context.newPage();
+  page.on("pageerror", (error) => {
+    throw error;
+  });
+  await page.goto(server.url);
+  await page.locator("#corrector option[value=eoc]").waitFor({ state: "attached" });
+  await page.selectOption("#policy", "fora");
+  await page.fill('#policy-params [data-param="interval"]', "2");
+  // Choosing EOC sets steps, sampler and CFG to what the shipped priors were calibrated for.
+  await page.selectOption("#corrector", "eoc");
+  await page.fill("#labels", "0 1 2 3 4 5 6 7 8 9");
+  await page.fill("#seed", "0");
+  console.log(`screenshot: generating on ${server.url} (demo model, onnx, FORA 50% + EOC)`);
+  await page.click("#generate");
+  await page.locator("#grid-reuse img").waitFor({ timeout: 300_000 });
+  await page.locator("#error-chart polyline").first().waitFor({ timeout: 60_000 });
+  const speedup = await page.textContent("#speedup");
+  const psnr = await page.textContent("#psnr");
+  if (!/^\d+\.\d\d×$/.test(speedup ?? "") || !/dB$/.test(psnr ?? ""))
+    throw new Error(`screenshot: the page shows speed-up ${speedup} and PSNR ${psnr}; expected numbers`);
+  await mkdir(dirname(out), { recursive: true });
+  const partial = `${out}.partial.png`;
+  await page.screenshot({ path: partial, fullPage: true });
+  await rename(partial, out);
+  console.log(`screenshot: ${out} (speed-up ${speedup}, PSNR vs uncached ${psnr})`);
+} finally {
+  await context.close().catch(() => {});
+  await server.close();
+  await rm(profile, { recursive: true, force: true });
+}

@@ -63,23 +63,27 @@ describe("bench helpers", () => {
       peakRssBytes: 4e8,
       wasmMemoryBytes: 2.5e8,
     };
-    const variant = (name: string, ms: number, macsRatio: number) => ({
+    // Three rounds: the best is `ms`, the others 10% and 20% slower (EOC's slow round the third).
+    const variant = (name: string, ms: number, macsRatio: number, slow = [1.1, 1.2]) => ({
       name,
       spec: name === "uncached" ? "none" : "fora:interval=2",
       ms,
       cpuMs: 2 * ms,
       macsRatio,
       cachePeakBytes: name === "uncached" ? 0 : 2e7,
+      roundMs: [ms, ms * slow[0]!, ms * slow[1]!],
+      roundCpuMs: [2 * ms, 2 * ms * slow[0]!, 2 * ms * slow[1]!],
     });
     const cache: CacheResult = {
       preset: "DiT-S/2",
       threads: 2,
       steps: 20,
-      rounds: 1,
+      rounds: 3,
       variants: [
         variant("uncached", 4000, 1),
         variant("FORA 50%", 2200, 0.5),
-        variant("FORA 50% + EOC", 2244, 0.5),
+        { ...variant("FORA 50% + EOC prior term", 2211, 0.5), corrector: "eoc:mode=prior,tau=0" },
+        variant("FORA 50% + EOC", 2244, 0.5, [1.1, 1.1]),
       ],
       eocCalibrationMs: 5000,
       eocSamples: 2,
@@ -130,7 +134,14 @@ describe("bench helpers", () => {
     );
     // FORA 50%: 4000 / 2200 = 1.82x measured, 2x ideal, 0.91 of ideal, 4.4 CPU-s, 20 MB.
     expect(markdown).toContain("| 2200 | 1.82 | 2.00 | 0.91 | 4.40 | 0.91 | 20.0 |");
-    expect(markdown).toContain("EOC adds **2.00%** wall-clock");
+    // Per round: 2244/2200, 2244·1.1/(2200·1.1), 2244·1.1/(2200·1.2) -> +2%, +2%, -6.5%; CPU alike.
+    expect(markdown).toContain(
+      "| EOC over plain reuse (target <= 2%) | 2.00 | 2.00 | **2.00** (-2.25 to 2.00) | **2.00** (-2.25 to 2.00) |",
+    );
+    // 2211 against 2200 in every round: +0.5% each way.
+    expect(markdown).toContain(
+      "| the paper's correction alone (`eoc:mode=prior,tau=0`: F_cached + gamma·D) over plain reuse | 0.50 | 0.50 | **0.50** (0.50 to 0.50) | **0.50** (0.50 to 0.50) |",
+    );
     expect(markdown).toContain("- a note");
   });
 
@@ -159,12 +170,18 @@ describe("bench helpers", () => {
         "uncached",
         "FORA 50%",
         "FORA 50% + TaylorSeer 2",
+        "FORA 50% + EOC prior term",
         "FORA 50% + EOC",
       ]);
       const eoc = result.variants.at(-1)!;
       expect(eoc.macsRatio).toBeLessThan(1);
       expect(eoc.counts?.corrected).toBeGreaterThan(0);
       expect(result.priorsFileBytes).toBeGreaterThan(0);
+      for (const variant of result.variants) expect(variant.roundMs).toEqual([variant.ms]);
+      // The prior-term row corrects with D alone: no trend, so no cached history beyond F_last.
+      const prior = result.variants.find((variant) => variant.name === "FORA 50% + EOC prior term")!;
+      expect(prior.corrector).toMatch(/^eoc:mode=prior/);
+      expect(prior.counts?.corrected).toBeGreaterThan(0);
     } finally {
       await rm(outDir, { recursive: true, force: true });
     }

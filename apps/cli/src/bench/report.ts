@@ -1,7 +1,31 @@
 import type { DiTConfig } from "@ditcache/dit";
 import { tokenCount } from "@ditcache/dit";
 import type { TorchResult } from "./child.js";
-import type { CacheResult, ForwardResult } from "./tasks.js";
+import type { CacheResult, CacheVariantResult, ForwardResult } from "./tasks.js";
+
+/**
+ * Quartiles of the per-round overhead b / a - 1 in percent: rounds are paired (one round runs
+ * every row once, in alternating order), so a slow patch of the machine cancels out of each ratio.
+ */
+export function pairedOverhead(
+  a: readonly number[],
+  b: readonly number[],
+): { median: number; lower: number; upper: number } {
+  const ratios = a.map((value, i) => (100 * (b[i]! - value)) / value).sort((x, y) => x - y);
+  const at = (q: number): number => {
+    const position = q * (ratios.length - 1);
+    const below = Math.floor(position);
+    const above = Math.min(ratios.length - 1, below + 1);
+    return ratios[below]! + (position - below) * (ratios[above]! - ratios[below]!);
+  };
+  return { median: at(0.5), lower: at(0.25), upper: at(0.75) };
+}
+
+/** "median (lower to upper)" of {@link pairedOverhead}. */
+function describePaired(a: readonly number[], b: readonly number[]): string {
+  const { median, lower, upper } = pairedOverhead(a, b);
+  return `**${fixed(median, 2)}** (${fixed(lower, 2)} to ${fixed(upper, 2)})`;
+}
 
 /** Everything one `ditcache bench` run measured, as written to bench.json. */
 export interface BenchReport {
@@ -109,16 +133,42 @@ export function markdownReport(report: BenchReport, configs: ReadonlyMap<string,
     const plain = result.variants.find((variant) => variant.name === "FORA 50%");
     const withEoc = result.variants.find((variant) => variant.name === "FORA 50% + EOC");
     const forecast = result.variants.find((variant) => variant.name === "FORA 50% + TaylorSeer 2");
+    const priorTerm = result.variants.find((variant) => variant.name === "FORA 50% + EOC prior term");
     if (plain && withEoc) {
       const config = configs.get(result.preset);
       lines.push(`### EOC on FORA 50% (${result.preset})`, "");
-      lines.push(
-        `FORA 50% ${fixed(plain.ms, 0)} ms, FORA 50% + EOC ${fixed(withEoc.ms, 0)} ms: EOC adds **${fixed((100 * (withEoc.ms - plain.ms)) / plain.ms, 2)}%** wall-clock over plain reuse (target <= 2%); CPU time ${fixed(plain.cpuMs / 1000, 2)} s vs ${fixed(withEoc.cpuMs / 1000, 2)} s (${fixed((100 * (withEoc.cpuMs - plain.cpuMs)) / plain.cpuMs, 2)}%).`,
+      const comparisons: [string, CacheVariantResult, CacheVariantResult][] = [
+        ["EOC over plain reuse (target <= 2%)", plain, withEoc],
         ...(forecast
           ? [
-              `Against the order-2 forecast alone (TaylorSeer 2, the same full-size terms without D): ${fixed(forecast.ms, 0)} ms, EOC adds ${fixed((100 * (withEoc.ms - forecast.ms)) / forecast.ms, 2)}% wall-clock, CPU ${fixed((100 * (withEoc.cpuMs - forecast.cpuMs)) / forecast.cpuMs, 2)}%.`,
+              [
+                "EOC over the order-2 forecast alone (TaylorSeer 2: the same full-size terms without D)",
+                forecast,
+                withEoc,
+              ] as [string, CacheVariantResult, CacheVariantResult],
             ]
           : []),
+        ...(priorTerm
+          ? [
+              [
+                `the paper's correction alone (\`${priorTerm.corrector ?? "eoc:mode=prior"}\`: F_cached + gamma·D) over plain reuse`,
+                plain,
+                priorTerm,
+              ] as [string, CacheVariantResult, CacheVariantResult],
+            ]
+          : []),
+      ];
+      const paired = result.rounds >= 3;
+      lines.push(
+        `Added time in percent. Best of rounds: each row's fastest round against the other's. Paired: the median over rounds of the ratio within one round (each round runs every row once, alternating the order), with the middle half of the rounds in brackets — the figure to trust on a shared machine${paired ? "" : " (needs --rounds 3 or more)"}.`,
+        "",
+        "| comparison | wall, best of rounds | CPU, best of rounds | wall, paired | CPU, paired |",
+        "|---|---|---|---|---|",
+        ...comparisons.map(
+          ([label, base, row]) =>
+            `| ${label} | ${fixed((100 * (row.ms - base.ms)) / base.ms, 2)} | ${fixed((100 * (row.cpuMs - base.cpuMs)) / base.cpuMs, 2)} | ${paired ? describePaired(base.roundMs, row.roundMs) : "—"} | ${paired ? describePaired(base.roundCpuMs, row.roundCpuMs) : "—"} |`,
+        ),
+        "",
         `Corrector counts: \`${JSON.stringify(withEoc.counts ?? {})}\` (tau 0: every reused branch corrected — the worst case). Priors calibrated on the same ${result.preset === "demo" ? "model" : "random model"} with ${result.eocSamples} samples in ${fixed((result.eocCalibrationMs ?? 0) / 1000, 1)} s; the saved channel priors file is ${fixed((result.priorsFileBytes ?? 0) / 1e6, 2)} MB.`,
         "",
       );

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { type CachePolicy, type Corrector, parsePolicy, taylorCorrector } from "@ditcache/cache";
 import { type Backend, DitcacheError } from "@ditcache/core";
 import { type DiTModel, type DiTPresetName, ditMacs, ditPreset } from "@ditcache/dit";
-import { eoc } from "@ditcache/eoc";
+import { type EocCorrector, type EocOptions, eoc, type Priors } from "@ditcache/eoc";
 import { loadDemoModel } from "@ditcache/models";
 import { calibrateModel, createBackend, generate } from "@ditcache/pipeline";
 import { lcgFill, randomModel, weightBytes } from "./weights.js";
@@ -80,6 +80,10 @@ export interface CacheVariantResult {
   readonly cachePeakBytes: number;
   readonly corrector?: string;
   readonly counts?: Readonly<Record<string, number>>;
+  /** Wall-clock ms of every round, in round order: what paired comparisons between rows use. */
+  readonly roundMs: readonly number[];
+  /** CPU ms of every round, in round order. */
+  readonly roundCpuMs: readonly number[];
 }
 
 /** What a cache task measured. */
@@ -224,7 +228,8 @@ interface Variant {
   readonly name: string;
   readonly policy?: CachePolicy;
   readonly corrector?: Corrector;
-  readonly eoc?: boolean;
+  /** An EOC corrector made from the priors calibrated in the run: its options. */
+  readonly eoc?: EocOptions;
 }
 
 async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<CacheResult> {
@@ -252,7 +257,9 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
     ...(task.eoc
       ? [
           { name: "FORA 50% + TaylorSeer 2", policy: fora50, corrector: taylorCorrector({ order: 2 }) },
-          { name: "FORA 50% + EOC", policy: fora50, eoc: true },
+          // The paper's correction alone: one broadcast term, D, on top of plain reuse.
+          { name: "FORA 50% + EOC prior term", policy: fora50, eoc: { mode: "prior" as const, tau: 0 } },
+          { name: "FORA 50% + EOC", policy: fora50, eoc: { tau: 0 } },
         ]
       : []),
   ];
@@ -272,12 +279,12 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
     }).catch((error: unknown) => {
       if (!(DitcacheError.isInstance(error) && error.code === "ABORTED")) throw error;
     });
-    let eocSetting: Awaited<ReturnType<typeof eocFor>> | undefined;
+    let priors: Priors | undefined;
     let eocCalibrationMs: number | null = null;
     let priorsFileBytes: number | null = null;
     if (task.eoc) {
       const started = performance.now();
-      eocSetting = await eocFor(
+      priors = await benchPriors(
         model,
         demo ? "demo" : "bench-random-weights",
         fora50,
@@ -289,20 +296,27 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
         task.outDir,
         `priors-${task.preset.replace("/", "-")}-${task.steps}steps.safetensors`,
       );
-      await eocSetting.corrector.priors.save(path);
+      await priors.save(path);
       priorsFileBytes = statSync(path).size;
     }
+    // One corrector per EOC row, kept across rounds (its prior tensors are uploaded once).
+    const eocCorrectors = new Map<string, EocCorrector>();
+    for (const variant of variants)
+      if (variant.eoc && priors) eocCorrectors.set(variant.name, eoc(fora50, priors, variant.eoc).corrector);
     const best = new Map<string, CacheVariantResult>();
-    // Rounds interleave the variants, so a slow patch of a shared machine hits all of them.
+    const roundMs = new Map<string, number[]>(variants.map((variant) => [variant.name, []]));
+    const roundCpuMs = new Map<string, number[]>(variants.map((variant) => [variant.name, []]));
+    // Rounds interleave the variants, so a slow patch of a shared machine hits all of them; every
+    // other round runs them in reverse, so that no row always follows the same neighbour.
     for (let round = 0; round < task.rounds; round++) {
-      for (const variant of variants) {
+      for (const variant of round % 2 === 0 ? variants : [...variants].reverse()) {
+        const eocCorrector = eocCorrectors.get(variant.name);
+        const corrector = eocCorrector ?? variant.corrector;
         const cache =
           variant.policy === undefined
             ? undefined
-            : variant.eoc && eocSetting
-              ? { policy: eocSetting.policy, corrector: eocSetting.corrector }
-              : { policy: variant.policy, ...(variant.corrector ? { corrector: variant.corrector } : {}) };
-        const countsBefore = variant.eoc && eocSetting ? { ...eocSetting.corrector.counts } : undefined;
+            : { policy: variant.policy, ...(corrector ? { corrector } : {}) };
+        const countsBefore = eocCorrector ? { ...eocCorrector.counts } : undefined;
         const cpuStart = process.cpuUsage();
         const result = await generate({
           model,
@@ -313,6 +327,8 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
           ...(cache ? { cache } : {}),
         });
         const cpuMs = cpuMsSince(cpuStart);
+        roundMs.get(variant.name)!.push(result.milliseconds);
+        roundCpuMs.get(variant.name)!.push(cpuMs);
         const previous = best.get(variant.name);
         // Wall-clock and CPU time each keep their own best round.
         const bestCpu = Math.min(cpuMs, previous?.cpuMs ?? Number.POSITIVE_INFINITY);
@@ -328,19 +344,23 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
           macsRatio: result.summary?.macs.ratio ?? 1,
           cachePeakBytes: result.summary?.memory.peakBytes ?? 0,
           ...(result.summary ? { corrector: result.summary.corrector } : {}),
-          ...(countsBefore && eocSetting
-            ? { counts: countsSince(eocSetting.corrector.counts, countsBefore) }
-            : {}),
+          ...(countsBefore && eocCorrector ? { counts: countsSince(eocCorrector.counts, countsBefore) } : {}),
+          roundMs: [],
+          roundCpuMs: [],
         });
       }
     }
-    eocSetting?.corrector.dispose();
+    for (const corrector of eocCorrectors.values()) corrector.dispose();
     return {
       preset: task.preset,
       threads: task.threads,
       steps: task.steps,
       rounds: task.rounds,
-      variants: variants.map((variant) => best.get(variant.name)!),
+      variants: variants.map((variant) => ({
+        ...best.get(variant.name)!,
+        roundMs: roundMs.get(variant.name)!,
+        roundCpuMs: roundCpuMs.get(variant.name)!,
+      })),
       eocCalibrationMs,
       eocSamples: task.eocSamples,
       priorsFileBytes,
@@ -357,14 +377,15 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
  * the timed runs), with the judgment off (tau 0) so every reused branch is corrected: the
  * overhead measured is EOC's worst case, not whatever a random model's priors happen to skip.
  */
-async function eocFor(
+/** Priors for the EOC rows, calibrated on the bench's own model. */
+function benchPriors(
   model: DiTModel,
   modelHash: string,
   basePolicy: CachePolicy,
   steps: number,
   samples: number,
-) {
-  const priors = await calibrateModel({
+): Promise<Priors> {
+  return calibrateModel({
     model,
     modelHash,
     basePolicy,
@@ -379,7 +400,6 @@ async function eocFor(
     // The most terms a default candidate applies: F_last, F_prev, F_prev2 (order 2) and D.
     trendOrder: 2,
   });
-  return eoc(basePolicy, priors, { tau: 0 });
 }
 
 /** Corrector counts of one run: counts now minus counts before it. */

@@ -121,9 +121,12 @@ describe("CacheEngine", () => {
       expect(engine.summary().decisions).toEqual(reference.summary.decisions);
       engine.dispose();
       expect(backend.live).toBe(0);
-      // 8 branch sites reused at 5 steps; the first reuse has one computed value (plain reuse).
-      expect(sums.length).toBe(40);
+      // 8 branch sites at 10 steps: at the 5 compute steps the computed value itself (kept as
+      // history, so the engine copies nothing), at the 5 reuse steps the corrector's terms (the
+      // first reuse has one computed value: plain reuse).
+      expect(sums.length).toBe(80);
       expect(Math.max(...sums)).toBe(corrector === "reuse" ? 1 : 2);
+      expect(backend.runs.get("ditcache.cache.copy") ?? 0).toBe(0);
       sample.forEach((value, i) => {
         expect(value).toBeCloseTo(reference.sample[i]!, 6);
       });

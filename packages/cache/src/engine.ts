@@ -321,9 +321,15 @@ export class CacheEngine implements SiteHook {
     }
     const out = await call.compute();
     const value = kind === "branch" ? out : await this.math!.sub(out, call.input);
+    // A branch computed for the whole batch through runBranch is kept as it is, and handed to the
+    // model as a one-term weighted sum (whose tensors stay the hook's): no copy.
+    const adopt = sum && kind === "branch" && decided.length === 1 && decided[0]!.lane.whole;
     try {
       await this.measureSite(site, value);
-      await this.storeComputed(site, decided, value);
+      if (await this.storeComputed(site, decided, value, adopt)) {
+        this.record(site, "C");
+        return { terms: [{ tensor: out, weight: 1 }] };
+      }
       return await this.substituteReused(site, decided, out, call.input, kind);
     } finally {
       if (value !== out) this.backend!.dispose(value);
@@ -542,8 +548,18 @@ export class CacheEngine implements SiteHook {
 
   // ---------------------------------------------------------------- storing
 
-  private async storeComputed(site: SiteId, decided: readonly LaneDecision[], value: Tensor): Promise<void> {
+  /**
+   * Keeps each computing lane's value in its history (a copy, or with `adopt` and a whole-batch
+   * lane the value itself); returns whether `value` itself was kept, so it now belongs here.
+   */
+  private async storeComputed(
+    site: SiteId,
+    decided: readonly LaneDecision[],
+    value: Tensor,
+    adopt = false,
+  ): Promise<boolean> {
     const step = this.step!.index;
+    let adopted = false;
     for (const entry of decided) {
       if (entry.decision !== "compute") continue;
       const { state, lane } = entry;
@@ -563,16 +579,20 @@ export class CacheEngine implements SiteHook {
       }
       // Evict first, so the budget holds at every instant.
       while (state.history.length >= this.historyLength) this.release(state.history.pop()!.value);
-      const kept = lane.whole
-        ? await this.math!.copy(value)
-        : await this.math!.select(
-            [value],
-            lane.rows.map((row) => ({ part: 0, row })),
-          );
+      adopted = adopt && lane.whole;
+      const kept = adopted
+        ? value
+        : lane.whole
+          ? await this.math!.copy(value)
+          : await this.math!.select(
+              [value],
+              lane.rows.map((row) => ({ part: 0, row })),
+            );
       state.history.unshift({ step, value: kept });
       this.hold(kept);
       state.budgetLimited = false;
     }
+    return adopted;
   }
 
   private dropHistory(state: SiteState): void {

@@ -112,10 +112,11 @@ export interface SiteHook {
   /** Returns the value the site produces at this call (computed or reused). */
   run(call: SiteCall): Promise<Tensor>;
   /**
-   * Optional, branch sites (`attn`, `mlp`) only: like `run`, but may answer a reused value as a
+   * Optional, branch sites (`attn`, `mlp`) only: like `run`, but may answer a value as a
    * {@link WeightedSum} for the model to apply in its gated residual, x + gate · Σ w_i T_i, as
-   * one unit (no copy or combined tensor made first). A model that supports it calls it instead
-   * of `run` at branch sites; a hook that wraps another one and reads its values leaves it out.
+   * one unit (no copy or combined tensor made first): a reused value, or a computed one the hook
+   * keeps (one term, weight 1). A model that supports it calls it instead of `run` at branch
+   * sites; a hook that wraps another one and reads its values leaves it out.
    */
   runBranch?(call: SiteCall): Promise<Tensor | WeightedSum>;
   /** Called once at the end of every model forward. */

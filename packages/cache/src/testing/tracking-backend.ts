@@ -1,9 +1,11 @@
 import type { Backend, Tensor } from "@ditcache/core";
 
-/** A backend wrapper that counts live tensors, to catch leaks. */
+/** A backend wrapper that counts live tensors, to catch leaks, and unit runs. */
 export interface TrackingBackend extends Backend {
   /** Tensors created and not yet disposed. */
   readonly live: number;
+  /** Runs per unit name so far. */
+  readonly runs: ReadonlyMap<string, number>;
 }
 
 /**
@@ -12,11 +14,13 @@ export interface TrackingBackend extends Backend {
  */
 export function trackTensors(backend: Backend): TrackingBackend {
   const alive = new Set<Tensor>();
+  const runs = new Map<string, number>();
   return {
     name: backend.name,
     get live() {
       return alive.size;
     },
+    runs,
     tensor(data, shape) {
       const tensor = backend.tensor(data, shape);
       alive.add(tensor);
@@ -31,6 +35,7 @@ export function trackTensors(backend: Backend): TrackingBackend {
       const executable = backend.compile(unit);
       return {
         async run(inputs) {
+          runs.set(unit.name, (runs.get(unit.name) ?? 0) + 1);
           const outputs = await executable.run(inputs);
           for (const output of outputs) alive.add(output);
           return outputs;

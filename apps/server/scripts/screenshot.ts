@@ -16,24 +16,15 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 import { startServer } from "../src/index.js";
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../src/testing/index.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const repository = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 
 const { values } = parseArgs({ options: { out: { type: "string", default: "docs/images/server.png" } } });
 const out = resolve(repository("."), values.out!);
-if (!existsSync(CHROMIUM)) {
+if (!existsSync(CHROMIUM_PATH)) {
   console.error(
-    `screenshot: no Chromium at ${CHROMIUM}; install Debian's package (apt-get install chromium)`,
+    `screenshot: no Chromium at ${CHROMIUM_PATH}; install Debian's package (apt-get install chromium)`,
   );
   process.exit(1);
 }
@@ -41,9 +32,9 @@ if (!existsSync(CHROMIUM)) {
 const profile = await mkdtemp(join(tmpdir(), "ditcache-screenshot-"));
 const server = await startServer({ port: 0, backend: "onnx", modelSource: { kind: "demo" } });
 const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
+  executablePath: CHROMIUM_PATH,
   headless: true,
-  args: ARGS,
+  args: [...CHROMIUM_ARGS],
   viewport: { width: 1360, height: 1180 },
 });
 try {

@@ -6,20 +6,14 @@ import { fileURLToPath } from "node:url";
 import { type BrowserContext, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningServer, startServer } from "./index.js";
-import { calibrateTinyPriors, TINY_MODEL_SOURCE, TINY_PRIORS_SETTING } from "./testing/index.js";
+import {
+  CHROMIUM_ARGS,
+  CHROMIUM_PATH,
+  calibrateTinyPriors,
+  TINY_MODEL_SOURCE,
+  TINY_PRIORS_SETTING,
+} from "./testing/index.js";
 
-// Debian's Chromium (apt-get install chromium), never a browser downloaded by Playwright.
-const CHROMIUM = "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const repository = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const SCREENSHOT = repository("out/server-e2e.png");
 
@@ -28,9 +22,9 @@ let context: BrowserContext | undefined;
 let profile: string | undefined;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
+  if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
-      `end-to-end test: no Chromium at ${CHROMIUM}; install Debian's package (apt-get install chromium) — this test does not skip`,
+      `end-to-end test: no Chromium at ${CHROMIUM_PATH}; install Debian's package (apt-get install chromium) — this test does not skip`,
     );
   }
   profile = await mkdtemp(join(tmpdir(), "ditcache-e2e-"));
@@ -43,9 +37,9 @@ beforeAll(async () => {
     serverParams: { corrector: { eoc: { priors } } },
   });
   context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath: CHROMIUM_PATH,
     headless: true,
-    args: ARGS,
+    args: [...CHROMIUM_ARGS],
     viewport: { width: 1360, height: 1180 },
   });
 });

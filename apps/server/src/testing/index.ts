@@ -1,5 +1,20 @@
 import type { ModelSource } from "../protocol.js";
 
+/** Debian's Chromium (`apt-get install chromium`): the browser tests and screenshots drive, never one Playwright downloads. */
+export const CHROMIUM_PATH = "/usr/bin/chromium";
+
+/** Chromium flags for a headless run in a container, with no traffic of its own. */
+export const CHROMIUM_ARGS: readonly string[] = Object.freeze([
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+]);
+
 /**
  * A model source for tests: the demo model's shape (32x32x1, patch 4, 10 classes) with 2 blocks
  * of width 64 and seeded random weights, so a request takes milliseconds on the cpu backend.

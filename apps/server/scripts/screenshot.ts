@@ -5,8 +5,10 @@
  *
  *   pnpm exec tsx --conditions=source apps/server/scripts/screenshot.ts [--out docs/images/server.png]
  *
- * The page must show digits in all three grids, a speed-up and a PSNR; otherwise the script fails
- * and leaves the old picture in place (the new one is written to a temporary file and renamed).
+ * It generates twice and pictures the second result (the first also builds units only cached runs
+ * use). The page must show digits in all three grids, a speed-up and a PSNR; otherwise the script
+ * fails and leaves the old picture in place (the new one is written to a temporary file and renamed).
+ * Each run is timed once, so the speed-ups on the picture move by several percent between takes.
  */
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
@@ -53,6 +55,18 @@ try {
   console.log(`screenshot: generating on ${server.url} (demo model, onnx, FORA 50% + EOC)`);
   await page.click("#generate");
   await page.locator("#grid-reuse img").waitFor({ timeout: 300_000 });
+  // Again, as a user would: the first cached runs also build the units only they use (the
+  // corrected reuse's gated sums), which the page would otherwise count as the cache's time.
+  const first = await page.textContent("#timings");
+  await page.click("#generate");
+  await page.waitForFunction(
+    (before) => {
+      const timings = document.querySelector("#timings")?.textContent;
+      return Boolean(timings) && timings !== before && document.querySelector("#grid-reuse img") !== null;
+    },
+    first,
+    { timeout: 300_000 },
+  );
   await page.locator("#error-chart polyline").first().waitFor({ timeout: 60_000 });
   const speedup = await page.textContent("#speedup");
   const psnr = await page.textContent("#psnr");

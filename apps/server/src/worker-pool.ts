@@ -59,10 +59,22 @@ function spawn(setup: WorkerSetup): Worker {
  * One worker thread holding one loaded model; runs one task at a time. Model code (even the
  * synchronous cpu backend) runs there, so the server's event loop stays free.
  */
+/**
+ * How long {@link ModelWorker.close} waits for a running task to stop at its next step before it
+ * terminates the thread anyway.
+ */
+const CLOSE_GRACE_MS = 60_000;
+
 export class ModelWorker {
   #worker: Worker;
   #task:
-    | { id: string; onProgress: WorkerTask["onProgress"]; settle: (outcome: WorkerOutcome) => void }
+    | {
+        id: string;
+        onProgress: WorkerTask["onProgress"];
+        settle: (outcome: WorkerOutcome) => void;
+        outcome: Promise<WorkerOutcome>;
+        cancel: () => void;
+      }
     | undefined;
   #closed = false;
 
@@ -144,25 +156,44 @@ export class ModelWorker {
     if (this.#task !== undefined)
       throw new DitcacheError("INVALID_ARGUMENT", "worker: already running a task");
     if (this.#closed) throw new DitcacheError("BACKEND_UNAVAILABLE", "worker: closed");
-    const cancel = new SharedArrayBuffer(4);
-    const outcome = new Promise<WorkerOutcome>((settle) => {
-      this.#task = { id: task.id, onProgress: task.onProgress, settle };
+    const cancelFlag = new SharedArrayBuffer(4);
+    const cancel = () => Atomics.store(new Int32Array(cancelFlag), 0, 1);
+    let settle!: (outcome: WorkerOutcome) => void;
+    const outcome = new Promise<WorkerOutcome>((resolve) => {
+      settle = resolve;
     });
+    this.#task = { id: task.id, onProgress: task.onProgress, settle, outcome, cancel };
     const message: ToWorker = {
       type: "run",
       id: task.id,
       request: task.request,
       policy: task.policy,
       corrector: task.corrector,
-      cancel,
+      cancel: cancelFlag,
     };
     this.#worker.postMessage(message);
-    return { outcome, cancel: () => Atomics.store(new Int32Array(cancel), 0, 1) };
+    return { outcome, cancel };
   }
 
-  /** Stops the thread. */
+  /**
+   * Stops the thread: a running task is cancelled first and given up to a minute to stop at its
+   * next step, because terminating the thread inside a native ONNX Runtime call aborts the whole
+   * process.
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    const task = this.#task;
+    if (task !== undefined) {
+      task.cancel();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        task.outcome,
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, CLOSE_GRACE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     this.#finish({ ok: false, code: "ABORTED", message: "server closed" });
     this.#worker.removeAllListeners();
     await this.#worker.terminate();

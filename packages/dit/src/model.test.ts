@@ -232,6 +232,7 @@ describe("DiTModel.forward", () => {
     const x = tracking.tensor(xData.slice(), xShape);
     const out = await tracked.forward(x, [1, 2], [0, 1]);
     expect(live.size).toBe(parameters + 2); // x and the output
+    const reference = await tracking.read(out);
     tracking.dispose(out);
     const indicatorHook: SiteHook = {
       run: async (call) => {
@@ -241,6 +242,46 @@ describe("DiTModel.forward", () => {
     };
     tracking.dispose(await tracked.forward(x, [1, 2], [0, 1], { hook: indicatorHook }));
     expect(live.size).toBe(parameters + 1); // x
+    // A hook that computes a branch twice (a calibration's shadow compute) and answers with the
+    // second value; one that keeps what it computed and hands it back as a one-term sum; one that
+    // answers with a value of its own (the residual then comes from the gated-residual unit).
+    const branch = (call: { site: { kind: string } }) =>
+      call.site.kind === "attn" || call.site.kind === "mlp";
+    const twice: SiteHook = {
+      run: async (call) => {
+        if (!branch(call)) return call.compute();
+        tracking.dispose(await call.compute());
+        return call.compute();
+      },
+    };
+    const kept: Tensor[] = [];
+    const keeping: SiteHook = {
+      run: (call) => call.compute(),
+      runBranch: async (call) => {
+        const value = await call.compute();
+        kept.push(value);
+        return { terms: [{ tensor: value, weight: 1 }] };
+      },
+    };
+    const own: SiteHook = {
+      run: async (call) => {
+        if (!branch(call)) return call.compute();
+        const value = await call.compute();
+        const data = await tracking.read(value);
+        tracking.dispose(value);
+        return tracking.tensor(data, value.shape);
+      },
+    };
+    for (const hook of [twice, keeping, own]) {
+      const result = await tracked.forward(x, [1, 2], [0, 1], { hook });
+      const values = await tracking.read(result);
+      tracking.dispose(result);
+      values.forEach((value, i) => {
+        expect(value).toBeCloseTo(reference[i]!, 5);
+      });
+      for (const tensor of kept.splice(0)) tracking.dispose(tensor);
+      expect(live.size).toBe(parameters + 1); // x
+    }
     tracking.dispose(x);
     tracked.dispose();
     expect(live.size).toBe(0);

@@ -83,6 +83,10 @@ export const evalCommand: Command = {
       help: 'comma-separated row ids or base / corrector ids, e.g. "fora50,eoc-trend" (default: all)',
     },
     quick: { type: "boolean", help: "a small run that exercises every code path (CI)" },
+    retime: {
+      type: "boolean",
+      help: "measure the speed of finished rows again (images and scores kept), e.g. after a run on shared cores",
+    },
     out: {
       type: "string",
       default: "out/eval",
@@ -130,6 +134,7 @@ export const evalCommand: Command = {
           batchSize,
           rows: specs,
           out,
+          retime: values.retime === true,
           signal: interruptSignal(),
         });
         const files = await writeReports(out, result, specs, {

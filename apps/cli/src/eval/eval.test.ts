@@ -12,7 +12,7 @@ import { mnistReference } from "../commands/eval.js";
 import { renderScatterPlot, ticks } from "./plot.js";
 import { writeReports } from "./report.js";
 import { allRows, selectRows } from "./rows.js";
-import { type EvaluationOptions, runEvaluation } from "./run.js";
+import { type EvaluationOptions, type RowResult, runEvaluation } from "./run.js";
 
 const CLASSIFIER = fileURLToPath(
   new URL("../../../../packages/metrics/src/__fixtures__/tiny-classifier.safetensors", import.meta.url),
@@ -143,6 +143,26 @@ describe("ditcache eval, quick mode on a tiny random DiT and the tiny classifier
       again.rows.find((row) => row.id === "fora75+goc")!.fid,
       9,
     );
+  });
+
+  it("re-times rows read back (retime): new speed fields, the same images and scores", async () => {
+    computed.length = 0;
+    const file = join(out, "rows", "fora50+reuse.json");
+    const before = JSON.parse(await readFile(file, "utf8")) as RowResult;
+    const rows = specs.filter((spec) => spec.id === "none" || spec.id === "fora50+reuse");
+    const again = await runEvaluation({ ...options, rows, retime: true });
+    expect(computed).toEqual([]);
+    const row = again.rows.find((candidate) => candidate.id === "fora50+reuse")!;
+    expect(row.timedAt).toBeDefined();
+    expect(row.speedup).toBeCloseTo(row.uncachedMsPerImage / row.msPerImage, 0);
+    expect({ ...row, msPerImage: 0, uncachedMsPerImage: 0, speedup: 0, timedAt: undefined }).toEqual({
+      ...before,
+      msPerImage: 0,
+      uncachedMsPerImage: 0,
+      speedup: 0,
+      timedAt: undefined,
+    });
+    expect(JSON.parse(await readFile(file, "utf8"))).toEqual(row);
   });
 
   it("refuses an output folder made with other settings", async () => {

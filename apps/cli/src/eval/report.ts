@@ -88,11 +88,10 @@ function footer(info: RunInfo): string[] {
 
 const NOTES = [
   "",
-  "Speed-up = uncached wall-clock ms per image (one batch timed right before the row, in the same process)",
-  "/ this row's ms per image (its batches after the first, which compiles that batch shape's units):",
-  "one measurement per row, so it moves with whatever else the machine runs (tens of percent when other",
-  "work shares the cores); docs/benchmarks.md has repeated, paired timings. The plots therefore use the",
-  "ideal speed-up, 1 / MACs ratio, which is exact.",
+  "Speed-up = median over 3 rounds of uncached ms / this row's ms on one batch of the first 10 evaluation",
+  "images, both timed in each round (alternating which goes first) after an untimed run of each: a",
+  "paired measurement, still a few percent either way on a shared machine (docs/benchmarks.md has",
+  "longer ones). The plots use the ideal speed-up, 1 / MACs ratio, which is exact.",
   "FID / precision / recall use the digit classifier's 128-d features against the real digits named in",
   "the settings; PSNR / SSIM / MSE compare each image with the uncached image of the same seed and label",
   "(∞ = identical). Bold: best value of its column within the base policy's group.",

@@ -68,6 +68,11 @@ export interface EvaluationOptions {
   readonly rows: readonly RowSpec[];
   /** Output folder: rows/, calibration/, reference/. */
   readonly out: string;
+  /**
+   * Re-measure the speed of rows read back from disk (their images and scores are kept), e.g.
+   * after a run whose cores were shared. @defaultValue false
+   */
+  readonly retime?: boolean;
   /** Called when a row was computed in this run (not when it was read back from disk). */
   readonly onRowComputed?: (id: string) => void;
   readonly log?: (line: string) => void;
@@ -89,11 +94,11 @@ export interface RowResult {
   readonly cachingLevel: number;
   /** MACs of cacheable sites computed / uncached. */
   readonly macsRatio: number;
-  /** Wall-clock ms per image, batches after the first (which compiles the batch shape's units). */
+  /** Wall-clock ms per image with this row's setting: median of the timing rounds ({@link TIMING_ROUNDS}). */
   readonly msPerImage: number;
-  /** Uncached ms per image: one batch timed right before this row, in the same process (the none row: its own). */
+  /** Uncached ms per image, median of the same rounds (the none row: its own). */
   readonly uncachedMsPerImage: number;
-  /** uncachedMsPerImage / msPerImage. */
+  /** Median over the rounds of uncached ms / this row's ms, each round timing both on one batch. */
   readonly speedup: number;
   readonly fid: number;
   readonly isMean: number;
@@ -109,6 +114,8 @@ export interface RowResult {
   /** EOC corrector counts (EOC rows). */
   readonly eocCounts?: { corrected: number; judged: number; disagreed: number; noPrior: number };
   readonly finishedAt: string;
+  /** When the speed fields were measured again (`retime`), if they were. */
+  readonly timedAt?: string;
 }
 
 /** What {@link runEvaluation} returns. */
@@ -121,9 +128,13 @@ export interface EvaluationResult {
   readonly computed: string[];
 }
 
+/** Timing rounds per row: each times one uncached and one cached batch, alternating which goes first. */
+export const TIMING_ROUNDS = 3;
+/** Images in a timing batch (the demo's ten digits). */
+const TIMING_BATCH = 10;
+
 interface SessionState {
   uncached?: Float32Array;
-  uncachedWarm?: boolean;
   realFeatures?: Float32Array;
   reference?: FeatureStats;
 }
@@ -195,39 +206,48 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
     return policy;
   };
 
+  /** The row's cache setting (none for the uncached row), calibrating what it needs on first use. */
+  const settingOf = async (
+    row: RowSpec,
+  ): Promise<{ setting?: CacheSetting; eocCorrector?: EocCorrector }> => {
+    if (row.base.id === "none") return {};
+    const policy = await basePolicy(row);
+    if (!row.corrector.eoc) return { setting: { policy, corrector: parseCorrector(row.corrector.spec!) } };
+    const { granularity, options: eocOptions, ...fit } = row.corrector.eoc;
+    const key = eocPriorsName(row.base.id, granularity, fit);
+    let set = priors.get(key);
+    if (set === undefined) {
+      set = await eocPriors(context, row.base.id, policy, granularity, fit);
+      priors.set(key, set);
+    }
+    const pair = eoc(policy, set, eocOptions);
+    return { setting: { policy, corrector: pair.corrector as Corrector }, eocCorrector: pair.corrector };
+  };
+
   for (const row of options.rows) {
     if (row.notApplicable !== undefined) continue;
     const file = join(rowsDir, `${row.id}.json`);
-    if (existsSync(file)) {
+    const done = existsSync(file);
+    if (done && !options.retime) {
       results.push(JSON.parse(await readFile(file, "utf8")) as RowResult);
       continue;
     }
     options.signal?.throwIfAborted();
-    let setting: CacheSetting | undefined;
-    let eocCorrector: EocCorrector | undefined;
-    if (row.base.id !== "none") {
-      const policy = await basePolicy(row);
-      if (row.corrector.eoc) {
-        const { granularity, options, ...fit } = row.corrector.eoc;
-        const key = eocPriorsName(row.base.id, granularity, fit);
-        let set = priors.get(key);
-        if (set === undefined) {
-          set = await eocPriors(context, row.base.id, policy, granularity, fit);
-          priors.set(key, set);
-        }
-        const pair = eoc(policy, set, options);
-        eocCorrector = pair.corrector;
-        setting = { policy, corrector: pair.corrector as Corrector };
-      } else {
-        setting = { policy, corrector: parseCorrector(row.corrector.spec!) };
-      }
-    }
+    const { setting, eocCorrector } = await settingOf(row);
     try {
-      const result = await runRow(row, setting, eocCorrector);
+      const result = done
+        ? {
+            ...(JSON.parse(await readFile(file, "utf8")) as RowResult),
+            ...(await timeRow(setting)),
+            timedAt: new Date().toISOString(),
+          }
+        : await runRow(row, setting, eocCorrector);
       await writeFileAtomic(file, `${JSON.stringify(result, null, 2)}\n`);
       results.push(result);
-      computed.push(row.id);
-      options.onRowComputed?.(row.id);
+      if (!done) {
+        computed.push(row.id);
+        options.onRowComputed?.(row.id);
+      } else log(`${row.id}: speed-up ${result.speedup.toFixed(2)} (re-timed)`);
     } finally {
       eocCorrector?.dispose();
     }
@@ -293,16 +313,35 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
   }
 
   /**
-   * Uncached ms per image, measured right before each cached row on the row's first batch (the
-   * machine's load drifts over a long run, so each row is compared with a fresh measurement).
+   * The row's speed, measured side by side with uncached sampling on one batch of the evaluation
+   * labels and seeds: one untimed run of each first (compiling the batch shape's units), then
+   * {@link TIMING_ROUNDS} rounds of one uncached and one cached run, alternating which goes first,
+   * so that a slow patch of a shared machine hits both sides of a ratio. Medians over the rounds.
    */
-  async function uncachedTiming(): Promise<number> {
-    const count = Math.min(batchSize, samples);
+  async function timeRow(
+    setting: CacheSetting | undefined,
+  ): Promise<Pick<RowResult, "msPerImage" | "uncachedMsPerImage" | "speedup">> {
+    const count = Math.min(TIMING_BATCH, samples);
     const batch = { model, labels: labels.slice(0, count), seeds: seeds.slice(0, count), ...sampler };
-    if (!state.uncachedWarm) await generate(batch); // compiles this shape's units once per process
-    state.uncachedWarm = true;
-    const { milliseconds } = await generate(batch);
-    return milliseconds / count;
+    const time = async (cached: boolean) =>
+      (await generate({ ...batch, ...(cached && setting ? { cache: setting } : {}) })).milliseconds / count;
+    await time(false);
+    if (setting) await time(true);
+    const uncached: number[] = [];
+    const rowMs: number[] = [];
+    for (let round = 0; round < TIMING_ROUNDS; round++) {
+      options.signal?.throwIfAborted();
+      const first = round % 2 === 0;
+      const a = await time(!first);
+      const b = setting ? await time(first) : a;
+      uncached.push(first ? a : b);
+      rowMs.push(first ? b : a);
+    }
+    return {
+      msPerImage: median(rowMs),
+      uncachedMsPerImage: median(uncached),
+      speedup: median(uncached.map((ms, i) => ms / rowMs[i]!)),
+    };
   }
 
   async function runRow(
@@ -313,7 +352,6 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
     const isReference = row.id === "none";
     const reference = isReference ? undefined : await uncachedImages();
     const { stats: realStats, features: realFeatures } = await referenceStats();
-    const uncachedReferenceMs = isReference ? undefined : await uncachedTiming();
     const batches = Math.ceil(samples / batchSize);
     const bar = new ProgressBar(row.id.padEnd(22), batches * sampler.steps);
     const images = isReference
@@ -322,9 +360,6 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
     const generated = new FeatureStats(classifier.dim, { extractor: classifier });
     const features = new Float32Array(samples * classifier.dim);
     const logits = new Float32Array(samples * classifier.classes);
-    let timedMs = 0;
-    let timedImages = 0;
-    let firstMs = 0;
     let levelSum = 0;
     let macsComputed = 0;
     let macsFull = 0;
@@ -345,11 +380,6 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
         onStep: (event) => bar.update(b * sampler.steps + event.index + 1),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      if (b === 0) firstMs = result.milliseconds;
-      else {
-        timedMs += result.milliseconds;
-        timedImages += count;
-      }
       if (result.summary) {
         levelSum += result.summary.cachingLevel * count;
         macsComputed += result.summary.macs.computed;
@@ -375,14 +405,8 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
         if (row.indexOf(Math.max(...row)) === labels[start + i]) agree++;
       }
     }
-    if (timedImages === 0) {
-      timedMs = firstMs;
-      timedImages = samples;
-    }
-    const msPerImage = timedMs / timedImages;
     if (images) {
       state.uncached = images;
-      state.uncachedWarm = true;
       await writeFileAtomic(
         join(rowsDir, "none.images.safetensors"),
         writeSafetensors(
@@ -396,7 +420,7 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
         ),
       );
     }
-    const uncachedMsPerImage = uncachedReferenceMs ?? msPerImage;
+    const speed = await timeRow(setting);
     const score = inceptionScore(logits, classifier.classes, { splits: Math.min(10, samples) });
     const pr = precisionRecall(realFeatures, features, classifier.dim, { k: 3 });
     return {
@@ -411,9 +435,7 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
       samples,
       cachingLevel: levelSum / samples,
       macsRatio: macsFull > 0 ? macsComputed / macsFull : 1,
-      msPerImage,
-      uncachedMsPerImage,
-      speedup: uncachedMsPerImage / msPerImage,
+      ...speed,
       fid: frechetDistance(generated, realStats),
       isMean: score.mean,
       isStd: score.std,
@@ -427,4 +449,10 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
       finishedAt: new Date().toISOString(),
     };
   }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }

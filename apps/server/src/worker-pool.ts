@@ -56,15 +56,15 @@ function spawn(setup: WorkerSetup): Worker {
 }
 
 /**
- * One worker thread holding one loaded model; runs one task at a time. Model code (even the
- * synchronous cpu backend) runs there, so the server's event loop stays free.
- */
-/**
  * How long {@link ModelWorker.close} waits for a running task to stop at its next step before it
  * terminates the thread anyway.
  */
 const CLOSE_GRACE_MS = 60_000;
 
+/**
+ * One worker thread holding one loaded model; runs one task at a time. Model code (even the
+ * synchronous cpu backend) runs there, so the server's event loop stays free.
+ */
 export class ModelWorker {
   #worker: Worker;
   #task:

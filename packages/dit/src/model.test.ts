@@ -244,7 +244,7 @@ describe("DiTModel.forward", () => {
     expect(live.size).toBe(parameters + 1); // x
     // A hook that computes a branch twice (a calibration's shadow compute) and answers with the
     // second value; one that keeps what it computed and hands it back as a one-term sum; one that
-    // answers with a value of its own (the residual then comes from the gated-residual unit).
+    // answers with a value of its own: the same output, nothing leaked.
     const branch = (call: { site: { kind: string } }) =>
       call.site.kind === "attn" || call.site.kind === "mlp";
     const twice: SiteHook = {

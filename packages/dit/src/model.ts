@@ -103,17 +103,14 @@ function modulationUnit(name: string, chunks: number, params: Record<string, Ten
   };
 }
 
-/**
- * Attention branch: attn(modulate(norm1(x), shift, scale)) PRE-gate, and x + gate · that (the
- * residual, used when the hook keeps the computed value: no separate gated-residual unit call).
- */
+/** Attention branch, PRE-gate: attn(modulate(norm1(x), shift, scale)). */
 function attentionUnit(name: string, config: DiTConfig, params: Record<string, Tensor>): Unit {
   const heads = config.numHeads;
   const headDim = config.hiddenSize / heads;
   return {
     name,
     params,
-    build: (ops, [x, shift, scale, gate], w) => {
+    build: (ops, [x, shift, scale], w) => {
       const [n, t, d] = ops.shape(x!) as [number, number, number];
       const h = modulate(ops, ops.layerNorm(x!, NORM_EPS), shift!, scale!); // (N, T, D)
       let qkv = ops.linear(h, w.qkvWeight!, w.qkvBias!); // (N, T, 3D)
@@ -122,22 +119,20 @@ function attentionUnit(name: string, config: DiTConfig, params: Record<string, T
       const part = (i: number) => ops.reshape(ops.slice(qkv, 0, i, i + 1), [n, heads, t, headDim]);
       let o = ops.attention(part(0), part(1), part(2), headDim ** -0.5); // (N, H, T, Dh)
       o = ops.reshape(ops.transpose(o, [0, 2, 1, 3]), [n, t, d]); // (N, T, D)
-      const branch = ops.linear(o, w.projWeight!, w.projBias!);
-      return [branch, ops.add(x!, ops.mul(gate!, branch))];
+      return [ops.linear(o, w.projWeight!, w.projBias!)];
     },
   };
 }
 
-/** MLP branch: fc2(gelu_tanh(fc1(modulate(norm2(x), shift, scale)))) PRE-gate, and x + gate · that. */
+/** MLP branch, PRE-gate: fc2(gelu_tanh(fc1(modulate(norm2(x), shift, scale)))). */
 function mlpUnit(name: string, params: Record<string, Tensor>): Unit {
   return {
     name,
     params,
-    build: (ops, [x, shift, scale, gate], w) => {
+    build: (ops, [x, shift, scale], w) => {
       const h = modulate(ops, ops.layerNorm(x!, NORM_EPS), shift!, scale!); // (N, T, D)
       const hidden = ops.gelu(ops.linear(h, w.fc1Weight!, w.fc1Bias!), "tanh"); // (N, T, M)
-      const branch = ops.linear(hidden, w.fc2Weight!, w.fc2Bias!); // (N, T, D)
-      return [branch, ops.add(x!, ops.mul(gate!, branch))];
+      return [ops.linear(hidden, w.fc2Weight!, w.fc2Bias!)]; // (N, T, D)
     },
   };
 }
@@ -164,11 +159,6 @@ function gatedSumUnit(count: number): Unit {
       return [out];
     },
   };
-}
-
-/** Whether a weighted sum is exactly `tensor` (one term, weight 1). */
-function isSingleTerm(sum: WeightedSum, tensor: Tensor): boolean {
-  return sum.terms.length === 1 && sum.terms[0]!.weight === 1 && sum.terms[0]!.tensor === tensor;
 }
 
 /** modulate(norm1(x), shift, scale): block 0's modulated input, the TeaCache indicator. */
@@ -475,23 +465,40 @@ export class DiTModel {
         return modulations[i]!;
       };
 
+      // Branch sites may come back as weighted sums (a corrected reuse), applied by #gated.
+      const runBranch = (call: SiteCall): Promise<Tensor | WeightedSum> =>
+        hook.runBranch ? hook.runBranch(call) : hook.run(call);
       const runBlock = async (i: number, input: Tensor): Promise<Tensor> => {
         const block = this.#blocks[i]!;
         const mod = await modulation(i);
-        const afterAttention = await this.#branchSite(
-          hook,
-          siteId("attn", i),
-          step,
-          input,
-          n,
-          block.attention,
-          [mod.shiftAttention, mod.scaleAttention, mod.gateAttention],
+        const attention = await runBranch(
+          this.#call(
+            siteId("attn", i),
+            step,
+            input,
+            n,
+            async () => {
+              const [out] = await block.attention.run([input, mod.shiftAttention, mod.scaleAttention]);
+              return out!;
+            },
+            mod.gateAttention,
+          ),
         );
-        const output = await this.#branchSite(hook, siteId("mlp", i), step, afterAttention, n, block.mlp, [
-          mod.shiftMlp,
-          mod.scaleMlp,
-          mod.gateMlp,
-        ]);
+        const afterAttention = await this.#gated(input, attention, mod.gateAttention);
+        const mlp = await runBranch(
+          this.#call(
+            siteId("mlp", i),
+            step,
+            afterAttention,
+            n,
+            async () => {
+              const [out] = await block.mlp.run([afterAttention, mod.shiftMlp, mod.scaleMlp]);
+              return out!;
+            },
+            mod.gateMlp,
+          ),
+        );
+        const output = await this.#gated(afterAttention, mlp, mod.gateMlp);
         backend.dispose(afterAttention);
         return output;
       };
@@ -556,50 +563,6 @@ export class DiTModel {
     for (const block of this.#blocks) executables.push(block.modulation, block.attention, block.mlp);
     for (const executable of executables) executable.dispose();
     disposeAll(this.backend, this.#parameters);
-  }
-
-  /**
-   * One branch site through the hook, returning the block's residual stream after it. The branch
-   * unit computes the value and x + gate · value together; when the hook answers with the value
-   * it computed (as the tensor itself, or kept as a one-term sum), that residual is the answer and
-   * no gated-residual unit runs. Otherwise (a reused or changed value) #gated applies the answer.
-   */
-  async #branchSite(
-    hook: SiteHook,
-    site: SiteId,
-    step: StepInfo,
-    x: Tensor,
-    batch: number,
-    unit: Executable,
-    [shift, scale, gate]: [Tensor, Tensor, Tensor],
-  ): Promise<Tensor> {
-    const backend = this.backend;
-    let computed: { branch: Tensor; next: Tensor } | undefined;
-    const call = this.#call(
-      site,
-      step,
-      x,
-      batch,
-      async () => {
-        // A hook may compute more than once (a calibration's shadow compute): keep the last residual.
-        if (computed !== undefined) backend.dispose(computed.next);
-        const [branch, next] = await unit.run([x, shift, scale, gate]);
-        computed = { branch: branch!, next: next! };
-        return branch!;
-      },
-      gate,
-    );
-    const value = hook.runBranch ? await hook.runBranch(call) : await hook.run(call);
-    if (computed !== undefined) {
-      const { branch, next } = computed;
-      const own = value === branch;
-      if (own || (isWeightedSum(value) && isSingleTerm(value, branch))) {
-        if (own) backend.dispose(branch);
-        return next;
-      }
-      backend.dispose(next);
-    }
-    return this.#gated(x, value, gate);
   }
 
   /**

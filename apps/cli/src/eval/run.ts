@@ -135,6 +135,8 @@ const TIMING_BATCH = 10;
 
 interface SessionState {
   uncached?: Float32Array;
+  /** The timing batch's uncached units are compiled (once per process). */
+  timingWarm?: boolean;
   realFeatures?: Float32Array;
   reference?: FeatureStats;
 }
@@ -314,7 +316,8 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
 
   /**
    * The row's speed, measured side by side with uncached sampling on one batch of the evaluation
-   * labels and seeds: one untimed run of each first (compiling the batch shape's units), then
+   * labels and seeds: an untimed run first (compiling the batch shape's units: uncached once per
+   * process, cached once per row, whose corrector may bring units of its own), then
    * {@link TIMING_ROUNDS} rounds of one uncached and one cached run, alternating which goes first,
    * so that a slow patch of a shared machine hits both sides of a ratio. Medians over the rounds.
    */
@@ -325,7 +328,8 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
     const batch = { model, labels: labels.slice(0, count), seeds: seeds.slice(0, count), ...sampler };
     const time = async (cached: boolean) =>
       (await generate({ ...batch, ...(cached && setting ? { cache: setting } : {}) })).milliseconds / count;
-    await time(false);
+    if (!state.timingWarm) await time(false);
+    state.timingWarm = true;
     if (setting) await time(true);
     const uncached: number[] = [];
     const rowMs: number[] = [];

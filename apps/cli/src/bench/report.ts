@@ -1,5 +1,6 @@
 import type { DiTConfig } from "@ditcache/dit";
 import { tokenCount } from "@ditcache/dit";
+import { quantile } from "../stats.js";
 import type { TorchResult } from "./child.js";
 import type { CacheResult, CacheVariantResult, ForwardResult } from "./tasks.js";
 
@@ -11,14 +12,8 @@ export function pairedOverhead(
   a: readonly number[],
   b: readonly number[],
 ): { median: number; lower: number; upper: number } {
-  const ratios = a.map((value, i) => (100 * (b[i]! - value)) / value).sort((x, y) => x - y);
-  const at = (q: number): number => {
-    const position = q * (ratios.length - 1);
-    const below = Math.floor(position);
-    const above = Math.min(ratios.length - 1, below + 1);
-    return ratios[below]! + (position - below) * (ratios[above]! - ratios[below]!);
-  };
-  return { median: at(0.5), lower: at(0.25), upper: at(0.75) };
+  const ratios = a.map((value, i) => (100 * (b[i]! - value)) / value);
+  return { median: quantile(ratios, 0.5), lower: quantile(ratios, 0.25), upper: quantile(ratios, 0.75) };
 }
 
 /** "median (lower to upper)" of {@link pairedOverhead}. */

@@ -24,6 +24,7 @@ import {
 } from "@ditcache/metrics";
 import { type CacheSetting, generate, type SamplerSetting } from "@ditcache/pipeline";
 import { ProgressBar } from "../progress.js";
+import { quantile } from "../stats.js";
 import {
   assertSameSettings,
   type CalibrationContext,
@@ -342,9 +343,12 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
       rowMs.push(first ? b : a);
     }
     return {
-      msPerImage: median(rowMs),
-      uncachedMsPerImage: median(uncached),
-      speedup: median(uncached.map((ms, i) => ms / rowMs[i]!)),
+      msPerImage: quantile(rowMs, 0.5),
+      uncachedMsPerImage: quantile(uncached, 0.5),
+      speedup: quantile(
+        uncached.map((ms, i) => ms / rowMs[i]!),
+        0.5,
+      ),
     };
   }
 
@@ -453,10 +457,4 @@ export async function runEvaluation(options: EvaluationOptions): Promise<Evaluat
       finishedAt: new Date().toISOString(),
     };
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }

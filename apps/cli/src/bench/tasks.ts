@@ -303,7 +303,8 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
     const eocCorrectors = new Map<string, EocCorrector>();
     for (const variant of variants)
       if (variant.eoc && priors) eocCorrectors.set(variant.name, eoc(fora50, priors, variant.eoc).corrector);
-    const best = new Map<string, CacheVariantResult>();
+    // The fastest round of each row; the rounds' times are added at the end.
+    const best = new Map<string, Omit<CacheVariantResult, "roundMs" | "roundCpuMs">>();
     const roundMs = new Map<string, number[]>(variants.map((variant) => [variant.name, []]));
     const roundCpuMs = new Map<string, number[]>(variants.map((variant) => [variant.name, []]));
     // Rounds interleave the variants, so a slow patch of a shared machine hits all of them; every
@@ -345,8 +346,6 @@ async function runCache(task: Extract<BenchTask, { kind: "cache" }>): Promise<Ca
           cachePeakBytes: result.summary?.memory.peakBytes ?? 0,
           ...(result.summary ? { corrector: result.summary.corrector } : {}),
           ...(countsBefore && eocCorrector ? { counts: countsSince(eocCorrector.counts, countsBefore) } : {}),
-          roundMs: [],
-          roundCpuMs: [],
         });
       }
     }

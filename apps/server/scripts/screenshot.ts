@@ -41,9 +41,9 @@ const context = await chromium.launchPersistentContext(profile, {
 });
 try {
   const page = await context.newPage();
-  page.on("pageerror", (error) => {
-    throw error;
-  });
+  // Collected, then checked: a throw in the listener would escape this try and skip server.close().
+  const pageErrors: string[] = [];
+  page.on("pageerror", (error) => pageErrors.push(error.message));
   await page.goto(server.url);
   await page.locator("#corrector option[value=eoc]").waitFor({ state: "attached" });
   await page.selectOption("#policy", "fora");
@@ -68,6 +68,7 @@ try {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   await page.locator("#error-chart polyline").first().waitFor({ timeout: 60_000 });
+  if (pageErrors.length > 0) throw new Error(`screenshot: the page threw: ${pageErrors.join("; ")}`);
   const speedup = await page.textContent("#speedup");
   const psnr = await page.textContent("#psnr");
   if (!/^\d+\.\d\d×$/.test(speedup ?? "") || !/dB$/.test(psnr ?? ""))

@@ -72,6 +72,13 @@ export interface CachePolicy {
   readonly name: string;
   /** Spec string that recreates the policy through `parsePolicy`, e.g. "fora:interval=2". */
   readonly spec: string;
+  /**
+   * What the policy decides, where the spec does not say it: a table policy's spec names a file
+   * (or nothing, for a table given inline), so two specs may decide alike (the same table under
+   * another path) or differently (the file rewritten). Then this is a digest of the table, and
+   * whatever was made for the policy (EOC priors) is tied to it. @defaultValue the spec
+   */
+  readonly identity?: string;
   /** Dynamic policies read runtime signals; static ones decide from the step and site alone. */
   readonly dynamic: boolean;
   /** Site kinds the policy decides on; the engine computes every other site untouched. */
@@ -95,6 +102,11 @@ export interface CachePolicy {
    * on a run of `steps` steps of a `depth`-block model; the shared suite checks it is achieved.
    */
   cachingLevel?(steps: number, depth: number): number;
+}
+
+/** {@link CachePolicy.identity}, or the spec where the policy has none. */
+export function policyIdentity(policy: Pick<CachePolicy, "spec" | "identity">): string {
+  return policy.identity ?? policy.spec;
 }
 
 /** Guard rails with nothing enforced beyond the first step. */

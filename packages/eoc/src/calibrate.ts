@@ -644,6 +644,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       steps,
       depth,
       basePolicy: basePolicy.spec,
+      ...(basePolicy.identity === undefined ? {} : { basePolicyIdentity: basePolicy.identity }),
       granularity,
       dtype,
       valueShape: valueShape!,

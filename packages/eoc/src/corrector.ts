@@ -402,6 +402,6 @@ export function eoc(
 ): { policy: CachePolicy; corrector: EocCorrector } {
   if (basePolicy === null || typeof basePolicy?.decide !== "function")
     invalidArgument("basePolicy", basePolicy, 'a CachePolicy (e.g. parsePolicy("fora:interval=2"))');
-  checkPriorsCompatible(priors.header, { basePolicy: basePolicy.spec });
+  checkPriorsCompatible(priors.header, { basePolicy });
   return { policy: basePolicy, corrector: eocCorrector(priors, options) };
 }

@@ -156,6 +156,13 @@ export interface PriorsHeader {
   readonly depth: number;
   /** Spec string of the base policy (`parsePolicy` recreates it). */
   readonly basePolicy: string;
+  /**
+   * The base policy's `identity` where it has one (a table policy: a digest of its table), which
+   * the compatibility check compares instead of the spec, so priors follow a schedule file that is
+   * moved and notice one that is rewritten. Absent for policies whose spec says what they decide,
+   * and in files written before it existed.
+   */
+  readonly basePolicyIdentity?: string;
   /** Storage granularity of P and D. */
   readonly granularity: Granularity;
   /** Element type of every tensor in the file. */

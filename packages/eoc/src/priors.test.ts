@@ -1,15 +1,15 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createCpuBackend } from "@ditcache/backend-cpu";
-import { parseCorrector, parsePolicy } from "@ditcache/cache";
+import { parseCorrector, parsePolicy, schedulePolicy, scheduleToJson } from "@ditcache/cache";
 import { DitcacheError, float16ToFloat32Array, float32ToFloat16Array, readSafetensors } from "@ditcache/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { noise, trajectoryModel } from "./__fixtures__/trajectory.js";
 import { calibrate } from "./calibrate.js";
 import { type EocCorrector, eoc } from "./corrector.js";
 import type { PriorsDescriptor } from "./header.js";
-import { loadPriors, priorsFromBytes } from "./priors.js";
+import { checkPriorsCompatible, loadPriors, priorsFromBytes } from "./priors.js";
 import "./register.js";
 
 const descriptor: PriorsDescriptor = {
@@ -115,6 +115,43 @@ describe("priors file", () => {
     }
     const priors = priorsFromBytes(bytes);
     expect(() => eoc(parsePolicy("fora:interval=3"), priors)).toThrow(/base policy differs/);
+  });
+
+  it("ties priors to a schedule's table, not to the path it was read from", async () => {
+    const sites = ["block0.attn", "block0.mlp", "block1.attn", "block1.mlp"];
+    const row = (reuse: boolean) => sites.map(() => reuse);
+    const table = { version: 1 as const, steps: 5, sites, reuse: [false, true, false, true, false].map(row) };
+    const original = join(folder, "schedule.json");
+    const moved = join(folder, "moved", "schedule.json");
+    writeFileSync(original, scheduleToJson(table));
+    const base = schedulePolicy({ file: original });
+    const priors = priorsFromBytes(
+      (
+        await calibrate({
+          runSample: (hook, i) => model.run(hook, i),
+          basePolicy: base,
+          steps: 5,
+          depth: 2,
+          descriptor,
+          samples: 2,
+        })
+      ).toBytes(),
+    );
+    expect(priors.header.basePolicy).toBe(`schedule:file=${original}`);
+    expect(priors.header.basePolicyIdentity).toBe(base.identity);
+    // The same table under another path (an eval folder copied elsewhere) fits.
+    mkdirSync(join(folder, "moved"), { recursive: true });
+    writeFileSync(moved, JSON.stringify(table, null, 1));
+    expect(() => eoc(schedulePolicy({ file: moved }), priors)).not.toThrow();
+    // The file rewritten with another table, under the very path the priors name, does not.
+    writeFileSync(original, scheduleToJson({ ...table, reuse: [false, true, true, false, false].map(row) }));
+    expect(() => eoc(schedulePolicy({ file: original }), priors)).toThrow(
+      /base policy differs: the priors were made for "schedule:file=.*schedule.json \(table:[0-9a-f]{16}\)", expected ".*\(table:[0-9a-f]{16}\)"/,
+    );
+    // A spec string is compared as a spec.
+    expect(() => checkPriorsCompatible(priors.header, { basePolicy: `schedule:file=${moved}` })).toThrow(
+      /base policy differs/,
+    );
   });
 
   it("rejects files that are not priors, other versions, and missing files", async () => {

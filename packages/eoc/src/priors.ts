@@ -57,8 +57,12 @@ export interface ExpectedPriors {
   sampler?: Partial<SamplerDescriptor>;
   /** Sampling steps. */
   steps?: number;
-  /** Base policy spec string (or the policy, whose `spec` is compared). */
-  basePolicy?: string | { readonly spec: string };
+  /**
+   * Base policy: a spec string (compared with the file's spec), or the policy, compared by its
+   * `identity` where both it and the file have one (a table policy read from another path still
+   * fits; a rewritten table does not), else by spec.
+   */
+  basePolicy?: string | { readonly spec: string; readonly identity?: string };
   /** Model depth. */
   depth?: number;
 }
@@ -316,8 +320,19 @@ export function checkPriorsCompatible(header: PriorsHeader, expected: ExpectedPr
       differs(name, labels[key], header.sampler[key], want);
   }
   if (expected.basePolicy !== undefined) {
-    const spec = typeof expected.basePolicy === "string" ? expected.basePolicy : expected.basePolicy.spec;
-    if (header.basePolicy !== spec) differs(name, "base policy", header.basePolicy, spec);
+    const policy =
+      typeof expected.basePolicy === "string" ? { spec: expected.basePolicy } : expected.basePolicy;
+    const fileIdentity = header.basePolicyIdentity;
+    if (fileIdentity !== undefined && policy.identity !== undefined) {
+      if (fileIdentity !== policy.identity)
+        differs(
+          name,
+          "base policy",
+          `${header.basePolicy} (${fileIdentity})`,
+          `${policy.spec} (${policy.identity})`,
+        );
+    } else if (header.basePolicy !== policy.spec)
+      differs(name, "base policy", header.basePolicy, policy.spec);
   }
 }
 
@@ -340,6 +355,8 @@ function validateHeader(value: unknown, name: string): PriorsHeader {
   if (!Number.isInteger(header.steps) || header.steps < 1) bad("steps: expected an integer >= 1");
   if (!Number.isInteger(header.depth) || header.depth < 1) bad("depth: expected an integer >= 1");
   if (typeof header.basePolicy !== "string") bad("basePolicy: expected a spec string");
+  if (header.basePolicyIdentity !== undefined && typeof header.basePolicyIdentity !== "string")
+    bad("basePolicyIdentity: expected a string");
   if (header.granularity !== "token-channel" && header.granularity !== "channel")
     bad(`granularity: expected "token-channel" or "channel", got ${describeValue(header.granularity)}`);
   if (header.dtype !== "F16" && header.dtype !== "F32") bad(`dtype: expected "F16" or "F32"`);

@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createCpuBackend } from "@ditcache/backend-cpu";
 import { describe, expect, it } from "vitest";
 import { createCacheEngine } from "../engine.js";
+import { policyIdentity } from "../policy.js";
 import { createSyntheticModel } from "../testing/index.js";
 import { convertL2CRouter, createReuseErrorRecorder, learnedPolicy, learnSchedule } from "./learned.js";
 import { parseSchedule, scheduleCachingLevel, schedulePolicy, scheduleToJson } from "./schedule.js";
@@ -37,6 +41,36 @@ describe("schedule", () => {
     expect(() =>
       parseSchedule(JSON.stringify({ ...table, reuse: [[true, false, false], ...table.reuse.slice(1)] })),
     ).toThrow(/step 0/);
+  });
+
+  it("has an identity that follows the table, not the path or the JSON's layout", () => {
+    const folder = mkdtempSync(join(tmpdir(), "ditcache-schedule-"));
+    try {
+      const a = join(folder, "a.json");
+      const b = join(folder, "b.json");
+      writeFileSync(a, scheduleToJson(table));
+      // Same decisions: another path, other key order and whitespace, the implied depth left out.
+      const { depth: _, ...implied } = table;
+      writeFileSync(
+        b,
+        JSON.stringify({ reuse: implied.reuse, sites: implied.sites, steps: 4, version: 1 }, null, 2),
+      );
+      const fromA = schedulePolicy({ file: a });
+      expect(fromA.spec).toBe(`schedule:file=${a}`);
+      expect(fromA.identity).toMatch(/^table:[0-9a-f]{16}$/);
+      expect(schedulePolicy({ file: b }).identity).toBe(fromA.identity);
+      expect(schedulePolicy({ table }).identity).toBe(fromA.identity);
+      expect(learnedPolicy({ file: b }).identity).toBe(fromA.identity);
+      // One cell more: another identity under the same path.
+      writeFileSync(
+        a,
+        scheduleToJson({ ...table, reuse: [...table.reuse.slice(0, 3), [false, true, false]] }),
+      );
+      expect(schedulePolicy({ file: a }).identity).not.toBe(fromA.identity);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+    expect(policyIdentity({ spec: "fora:interval=2" })).toBe("fora:interval=2");
   });
 
   it("drives the engine to exactly the table", async () => {

@@ -1,5 +1,12 @@
 import { readFileSync } from "node:fs";
-import { DitcacheError, invalidArgument, type SiteId, type SiteKind, siteId } from "@ditcache/core";
+import {
+  contentDigest,
+  DitcacheError,
+  invalidArgument,
+  type SiteId,
+  type SiteKind,
+  siteId,
+} from "@ditcache/core";
 import { type ParamSchema, validateParams } from "../params.js";
 import type { BlockRange, CachePolicy } from "../policy.js";
 
@@ -129,6 +136,16 @@ export function scheduleCachingLevel(table: ScheduleTable, depth: number = sched
   return reused / (2 * depth * table.steps);
 }
 
+/**
+ * A digest of what a validated schedule decides (steps, depth, sites, cells), independent of the
+ * file's key order and whitespace and of whether the depth is written out.
+ */
+function scheduleDigest(table: ScheduleTable): string {
+  const { steps, sites, reuse } = table;
+  const canonical = JSON.stringify({ version: 1, steps, depth: scheduleDepth(table), sites, reuse });
+  return contentDigest(new TextEncoder().encode(canonical));
+}
+
 /** The policy for a validated table under a given name (shared by `schedule` and `learned`). */
 export function tablePolicy(name: string, spec: string, table: ScheduleTable): CachePolicy {
   const ids = table.sites.map(parseSiteKey);
@@ -140,6 +157,8 @@ export function tablePolicy(name: string, spec: string, table: ScheduleTable): C
   return {
     name,
     spec,
+    // Same table, same decisions, whichever name or path brought it.
+    identity: `table:${scheduleDigest(table)}`,
     dynamic: false,
     sites: kinds,
     ranges: () => ranges,

@@ -237,6 +237,20 @@ describe("ditcache CLI", () => {
     expect(errorLine(mismatch.stderr)).toMatch(/final_layer\.linear\.bias/);
   });
 
+  it("--eoc alone corrects the base policy its priors were made for; one it does not fit is refused", async () => {
+    const priors = join(root, "models/priors/mnist-dit-fora2-ddim20.safetensors");
+    const out = join(dir, "eoc.png");
+    const inferred = await cli("sample", "--labels", "3,4", "--eoc", priors, "--out", out);
+    expect(inferred.code).toBe(0);
+    expect(inferred.stdout).toMatch(/cache fora:interval=2 \+ eoc:mode=trend.*caching level 50\.0%/);
+    const other = await cli("sample", "--labels", "3", "--cache", "fora:interval=3", "--eoc", priors);
+    expect(errorLine(other.stderr)).toMatch(
+      /base policy differs: the priors were made for "fora:interval=2"/,
+    );
+    const off = await cli("sample", "--labels", "3", "--cache", "none", "--eoc", priors);
+    expect(errorLine(off.stderr)).toMatch(/--eoc needs a cache policy to correct/);
+  });
+
   it("a negative step count, an unknown policy and an unknown command are one-line errors", async () => {
     const steps = await cli("sample", "--model", fixture, "--backend", "cpu", "--steps", "-3");
     expect(steps.code).not.toBe(0);

@@ -96,8 +96,9 @@ export function cacheSetting(values: Record<string, unknown>): CacheSetting | un
 }
 
 /**
- * The cache setting of a sampling command: --cache with --corrector, or with --eoc PRIORS (the
- * priors are checked against this model, sampler, steps and base policy).
+ * The cache setting of a sampling command: --cache with --corrector, or --eoc PRIORS with --cache
+ * or, without it, the priors' own base policy (the priors are checked against this model,
+ * sampler, steps and base policy).
  */
 export async function resolveCacheSetting(
   values: Record<string, unknown>,
@@ -106,13 +107,13 @@ export async function resolveCacheSetting(
 ): Promise<CacheSetting | undefined> {
   const setting = cacheSetting(values);
   if (typeof values.eoc !== "string") return setting;
-  if (setting === undefined) fail("--eoc needs --cache (the base policy whose reuse EOC corrects)");
   if (typeof values.corrector === "string") fail("--eoc and --corrector are exclusive: EOC is the corrector");
+  if (values.cache === "none") fail("--eoc needs a cache policy to correct (--cache none turns caching off)");
   return eocSetting({
     priorsPath: values.eoc,
     model: loaded.model,
     modelHash: await modelHash(loaded.weightsPath),
-    basePolicy: setting.policy,
+    ...(setting ? { basePolicy: setting.policy } : {}),
     sampler,
     eocOptions: values["eoc-mode"] === undefined ? {} : { mode: eocMode(values["eoc-mode"]) },
   });

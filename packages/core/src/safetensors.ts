@@ -174,13 +174,20 @@ function failWith(file: string): Fail {
 }
 
 /** Validates the u64 little-endian header length against the file size and the limit. */
+/** Bytes as text, with anything but printable ASCII shown as "." (what a wrong file starts with). */
+function printable(bytes: Uint8Array): string {
+  return String.fromCharCode(...bytes).replace(/[^\x20-\x7e]/g, ".");
+}
+
 function readHeaderLength(prefix: Uint8Array, fileLength: number, bad: Fail): number {
   if (fileLength < 8 || prefix.length < 8)
     bad(`file is ${fileLength} bytes, expected at least 8 (header length)`);
   const view = new DataView(prefix.buffer, prefix.byteOffset, 8);
   const headerLength = view.getUint32(4, true) * 2 ** 32 + view.getUint32(0, true);
   if (headerLength > MAX_HEADER_BYTES)
-    bad(`header length ${headerLength} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+    bad(
+      `header length ${headerLength} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file? it starts with ${JSON.stringify(printable(prefix.subarray(0, 8)))})`,
+    );
   if (headerLength > fileLength - 8) {
     bad(
       `header length ${headerLength} exceeds the ${fileLength - 8} bytes after the length field (truncated file?)`,

@@ -1,4 +1,4 @@
-import type { CachePolicy } from "@ditcache/cache";
+import { type CachePolicy, parsePolicy } from "@ditcache/cache";
 import type { DiTModel } from "@ditcache/dit";
 import type { CalibrateOptions, FitSpace, FitTrajectory, SamplerDescriptor } from "@ditcache/eoc";
 import {
@@ -115,13 +115,17 @@ export function calibrateModel(options: CalibrateModelOptions): Promise<Priors> 
 /**
  * The EOC cache setting: loads priors, checking that they were made for this model, sampler,
  * step count and base policy (a mismatch is an error naming the field), and pairs the base
- * policy with the EOC corrector.
+ * policy with the EOC corrector. Without a base policy, the one the priors were calibrated for.
+ *
+ * @throws DitcacheError INCOMPATIBLE_FILE naming what differs; the policy's own error when the
+ *   priors' base policy cannot be recreated (a schedule file that is gone).
  */
 export async function eocSetting(options: {
   priorsPath: string;
   model: DiTModel;
   modelHash: string;
-  basePolicy: CachePolicy;
+  /** The policy whose reuse EOC corrects. @defaultValue the priors' (`parsePolicy` of their spec) */
+  basePolicy?: CachePolicy;
   sampler: SamplerSetting;
   eocOptions?: EocOptions;
 }): Promise<CacheSetting> {
@@ -129,8 +133,9 @@ export async function eocSetting(options: {
     modelHash: options.modelHash,
     sampler: samplerDescriptor(options.sampler),
     steps: options.sampler.steps,
-    basePolicy: options.basePolicy,
     depth: options.model.config.depth,
+    ...(options.basePolicy ? { basePolicy: options.basePolicy } : {}),
   });
-  return eoc(options.basePolicy, priors, options.eocOptions ?? {});
+  const basePolicy = options.basePolicy ?? parsePolicy(priors.header.basePolicy);
+  return eoc(basePolicy, priors, options.eocOptions ?? {});
 }

@@ -33,7 +33,7 @@ export const samplingOptions = {
   corrector: { type: "string", help: 'corrector spec, e.g. "taylor:order=1", "goc:k=0.5"' },
   eoc: {
     type: "string",
-    help: "EOC priors file (from ditcache calibrate): correct the reuse of --cache with EOC",
+    help: "EOC priors file (from ditcache calibrate): correct the reuse of --cache (default: the policy the priors were made for) with EOC",
   },
   "eoc-mode": { type: "string", help: "EOC correction: trend (a*trend + b*D) or prior (gamma*D)" },
   "guide-channels": {

@@ -53,6 +53,74 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
     expect(stages.at(-1)).toBe("done 4/4");
   });
 
+  it("races: every candidate runs the screen's samples, the best go on, the winner is theirs", async () => {
+    const tried = [
+      { trendGain: "fitted", trendScale: 1 },
+      { trendGain: "fitted", trendScale: 2 },
+      { trendGain: "fixed", trendScale: 1 },
+      { trendGain: "fixed", trendScale: 0 },
+    ] as const;
+    const stages: string[] = [];
+    const raced = await calibrate({
+      ...options,
+      closedLoop: { samples: 4, candidates: tried, screen: { samples: 1, keep: 2 } },
+      onProgress: (event) => void stages.push(`${event.status} ${event.sample}/${event.samples}`),
+    });
+    const race = raced.header.report.closedLoop!;
+    expect(race.screen).toEqual({ samples: 1, keep: 2 });
+    expect(stages).toContain("closed-loop 10/10"); // 4 candidates x 1 sample + 2 x 3 more
+    // The same runs without the race: each candidate's error on sample 0 alone, and on all four.
+    const [first, full] = await Promise.all(
+      [1, 4].map(async (samples) => {
+        const priors = await calibrate({
+          ...options,
+          closedLoop: { samples, candidates: tried, screen: false },
+        });
+        return priors.header.report.closedLoop!.candidates.map((c) => c.relativeError);
+      }),
+    );
+    const finalists = [0, 1, 2, 3].sort((a, b) => first![a]! - first![b]!).slice(0, 2);
+    race.candidates.forEach((candidate, i) => {
+      const wentOn = finalists.includes(i);
+      expect(candidate.samples).toBe(wentOn ? 4 : 1);
+      expect(candidate.relativeError).toBeCloseTo(wentOn ? full![i]! : first![i]!, 12);
+    });
+    const winner = finalists.reduce((a, b) => (full![b]! < full![a]! ? b : a));
+    expect(raced.header.defaults.trendGain).toBe(tried[winner]!.trendGain);
+    expect(raced.header.defaults.trendScale).toBe(tried[winner]!.trendScale);
+    // Asked for the other gain: its best finalist's scale, or its best on the screen if none went on.
+    const other = tried[winner]!.trendGain === "fitted" ? "fixed" : "fitted";
+    const ofOther = [0, 1, 2, 3].filter((i) => tried[i]!.trendGain === other);
+    const pool = ofOther.some((i) => finalists.includes(i))
+      ? ofOther.filter((i) => finalists.includes(i))
+      : ofOther;
+    const expected = pool.reduce((a, b) =>
+      race.candidates[b]!.relativeError < race.candidates[a]!.relativeError ? b : a,
+    );
+    const implicit = eoc(policy, raced, { trendGain: other }).corrector;
+    const explicit = eoc(policy, raced, {
+      trendGain: other,
+      trendScale: tried[expected]!.trendScale,
+    }).corrector;
+    const outputs = [];
+    for (const corrector of [implicit, explicit]) {
+      const engine = createCacheEngine({ policy, corrector });
+      outputs.push(await sample(engine, 300));
+      engine.dispose();
+      corrector.dispose();
+    }
+    expect(outputs[0]).toEqual(outputs[1]);
+    // A screen that would not drop anything is no race.
+    const wide = await calibrate({
+      ...options,
+      closedLoop: { samples: 2, candidates: tried, screen: { samples: 1, keep: 4 } },
+    });
+    expect(wide.header.report.closedLoop!.screen).toBeUndefined();
+    await expect(
+      calibrate({ ...options, closedLoop: { samples: 2, candidates: tried, screen: { samples: 0 } } }),
+    ).rejects.toThrow(/options.closedLoop.screen.samples: expected an integer >= 1/);
+  });
+
   it("fits every order a candidate names and keeps the chosen order's fits", async () => {
     const tried = [
       { trendOrder: 1, trendGain: "fixed", trendScale: 1, prior: false },

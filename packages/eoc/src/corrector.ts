@@ -94,19 +94,25 @@ export interface EocCorrector extends Corrector {
 /**
  * The file's trend scale for a trend gain and prior setting: its default when both are the file's,
  * else the best closed-loop candidate with both, the file's trend order and one gain for the whole
- * forecast (1 when none was tried).
+ * forecast (1 when none was tried; among those the closed loop's race let run every sample, where
+ * any did).
  */
 function defaultTrendScale(priors: Priors, trendGain: TrendGain, prior: boolean): number {
   const { defaults, report } = priors.header;
   if (trendGain === defaults.trendGain && prior === defaults.prior) return defaults.trendScale;
   const order = priors.trendOrder;
-  const tried = (report.closedLoop?.candidates ?? []).filter(
+  const loop = report.closedLoop;
+  const matching = (loop?.candidates ?? []).filter(
     (c) =>
       (c.trendOrder ?? 1) === order &&
       c.trendGain === trendGain &&
       c.prior === prior &&
       c.curvatureGain === undefined,
   );
+  // Errors compare over the same samples: the race's finalists if any of these went on, else
+  // the screen's (every candidate ran those).
+  const finalists = matching.filter((c) => (c.samples ?? loop!.samples) === loop!.samples);
+  const tried = finalists.length > 0 ? finalists : matching;
   if (tried.length === 0) return 1;
   return tried.reduce((a, b) => (b.relativeError < a.relativeError ? b : a)).trendScale;
 }

@@ -85,11 +85,17 @@ export type TrendGain = "fitted" | "fixed";
  * same sample.
  */
 export interface ClosedLoopReport {
-  /** Calibration samples each candidate ran. */
+  /** Calibration samples the finalists ran (every candidate, without a screen). */
   readonly samples: number;
   /**
-   * Per candidate, in the order tried; `relativeError` is the geometric mean over the samples of
-   * Σ(h - h_uncached)² / Σh_uncached² (the mean of logs, like a mean PSNR).
+   * The race, where one was run: every candidate ran the first `samples`, the `keep` best of
+   * them the rest (absent: every candidate ran every sample).
+   */
+  readonly screen?: { readonly samples: number; readonly keep: number };
+  /**
+   * Per candidate, in the order tried; `relativeError` is the geometric mean over the samples it
+   * ran (`samples`; absent in older files: all) of Σ(h - h_uncached)² / Σh_uncached² (the mean of
+   * logs, like a mean PSNR).
    */
   readonly candidates: readonly {
     /** Forecast order of the trend (absent in older files: 1). */
@@ -100,6 +106,8 @@ export interface ClosedLoopReport {
     readonly trendScale: number;
     readonly prior: boolean;
     readonly relativeError: number;
+    /** Samples it ran: all, or the screen's where it did not go on. */
+    readonly samples?: number;
   }[];
 }
 

@@ -1,5 +1,5 @@
 export type { CalibrateOptions, CalibrationProgress, ClosedLoopCandidate } from "./calibrate.js";
-export { CLOSED_LOOP_CANDIDATES, calibrate } from "./calibrate.js";
+export { CLOSED_LOOP_CANDIDATES, CLOSED_LOOP_SCREEN, calibrate } from "./calibrate.js";
 export type { EocCorrector, EocOptions } from "./corrector.js";
 export { eoc, eocCorrector } from "./corrector.js";
 export type { FitSpace, FitTrajectory } from "./fit.js";

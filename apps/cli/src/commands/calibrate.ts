@@ -121,11 +121,13 @@ export const calibrateCommand: Command = {
           curvatureGain?: number;
         }) =>
           `order ${c.trendOrder ?? 1} ${c.trendGain} ${c.trendScale}${c.curvatureGain === undefined ? "" : ` (curvature ${c.curvatureGain})`}${c.prior ? " + prior" : ""}`;
-        const tried = loop.candidates
-          .map((c) => `${name(c)}: ${c.relativeError.toExponential(3)}`)
-          .join(", ");
+        const list = (candidates: typeof loop.candidates) =>
+          candidates.map((c) => `${name(c)}: ${c.relativeError.toExponential(3)}`).join(", ");
+        // Errors over different samples do not compare: the screened-out ones are listed apart.
+        const ranAll = loop.candidates.filter((c) => (c.samples ?? loop.samples) === loop.samples);
+        const dropped = loop.candidates.filter((c) => !ranAll.includes(c));
         console.log(
-          `closed loop chose trend ${name({ ...priors.header.defaults, trendOrder: priors.trendOrder })} (geometric-mean relative last-step stack-input error on ${loop.samples} samples: ${tried})`,
+          `closed loop chose trend ${name({ ...priors.header.defaults, trendOrder: priors.trendOrder })} (geometric-mean relative last-step stack-input error on ${loop.samples} samples: ${list(ranAll)}${loop.screen && dropped.length > 0 ? `; dropped after the first ${loop.screen.samples}: ${list(dropped)}` : ""})`,
         );
       }
     } finally {

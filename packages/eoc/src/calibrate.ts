@@ -809,17 +809,25 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     }
   };
   let finalists: Entry[] = entries;
+  const screenErrors = new Map<Entry, number>();
   if (screen) {
-    for (const entry of entries) await score(entry, 0, screen.samples);
+    for (const entry of entries) {
+      await score(entry, 0, screen.samples);
+      screenErrors.set(entry, Math.exp(meanLogError(entry)));
+    }
     // A stable sort: on a tie the earlier candidate goes on.
     finalists = [...entries].sort((a, b) => meanLogError(a) - meanLogError(b)).slice(0, screen.keep);
   }
   for (const entry of finalists) await score(entry, entry.samples, closedLoop.samples);
-  const candidates = entries.map((entry) => ({
-    ...entry.setting,
-    relativeError: Math.exp(meanLogError(entry)),
-    samples: entry.samples,
-  }));
+  const candidates = entries.map((entry) => {
+    const screenError = screenErrors.get(entry);
+    return {
+      ...entry.setting,
+      relativeError: Math.exp(meanLogError(entry)),
+      samples: entry.samples,
+      ...(screenError === undefined ? {} : { screenError }),
+    };
+  });
   // Only candidates that ran every sample compete; the first of equals wins.
   const best = candidates
     .filter((candidate) => candidate.samples === closedLoop.samples)

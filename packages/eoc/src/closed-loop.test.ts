@@ -84,6 +84,7 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
       const wentOn = finalists.includes(i);
       expect(candidate.samples).toBe(wentOn ? 4 : 1);
       expect(candidate.relativeError).toBeCloseTo(wentOn ? full![i]! : first![i]!, 12);
+      expect(candidate.screenError).toBeCloseTo(first![i]!, 12);
     });
     const winner = finalists.reduce((a, b) => (full![b]! < full![a]! ? b : a));
     expect(raced.header.defaults.trendGain).toBe(tried[winner]!.trendGain);

@@ -108,6 +108,8 @@ export interface ClosedLoopReport {
     readonly relativeError: number;
     /** Samples it ran: all, or the screen's where it did not go on. */
     readonly samples?: number;
+    /** Its error over the screen's samples alone, which every candidate ran (with a screen). */
+    readonly screenError?: number;
   }[];
 }
 

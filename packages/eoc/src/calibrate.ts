@@ -601,7 +601,7 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
       const gates = gateWeighted && call.gate ? await active.read(call.gate) : undefined;
       if (gates) gatesUsed = true;
       const gateWidth = gates ? gates.length / call.step.rows.length : 0;
-      const observed: ObservedRow[][] = orders.map(() => []);
+      const observed: ObservedRow[] = [];
       for (const record of recorded) {
         if (record.sourceStep !== sources[s]![index]) {
           throw new DitcacheError(
@@ -611,40 +611,31 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
         }
         const rows = rowsOf(call.step.rows, record.half);
         const steps = record.history.map((value) => value.step);
-        orders.forEach((order, o) => {
-          const weights = trendWeights(steps, index, order);
-          rows.forEach((row, laneRow) => {
-            let trend: Float32Array | undefined;
-            if (weights.length > 0) {
-              trend = new Float32Array(rowLength);
-              weights.forEach((weight, j) => {
-                const value = rowView(record.history[j]!.data, laneRow);
-                for (let i = 0; i < rowLength; i++) trend![i]! += weight * value[i]!;
-              });
-            }
-            const gate = gates?.subarray(row * gateWidth, (row + 1) * gateWidth);
-            observed[o]!.push({
-              half: call.step.rows[row]!,
-              trueValue: rowView(trueValue!, row),
-              cached: rowView(record.history[0]!.data, laneRow),
-              trend,
-              ...(gate ? { gate } : {}),
+        const weightsByOrder = orders.map((order) => trendWeights(steps, index, order));
+        rows.forEach((row, laneRow) => {
+          const trends = weightsByOrder.map((weights) => {
+            if (weights.length === 0) return undefined;
+            const trend = new Float32Array(rowLength);
+            weights.forEach((weight, j) => {
+              const value = rowView(record.history[j]!.data, laneRow);
+              for (let i = 0; i < rowLength; i++) trend[i]! += weight * value[i]!;
             });
+            return trend;
+          });
+          const gate = gates?.subarray(row * gateWidth, (row + 1) * gateWidth);
+          observed.push({
+            half: call.step.rows[row]!,
+            trueValue: rowView(trueValue!, row),
+            cached: rowView(record.history[0]!.data, laneRow),
+            trends,
+            ...(gate ? { gate } : {}),
           });
         });
       }
-      orders.forEach((_, o) => {
-        const target = statistics[o]!;
-        for (const item of fitRows(observed[o]!, fitSpace, sampler.cfgScale, differences[cell]!))
-          accumulateRow(
-            target.data,
-            target.offset(cell, fold),
-            item.trueValue,
-            item.cached,
-            item.trend,
-            item.difference,
-          );
-      });
+      const targets = statistics.map((target) => target.data);
+      const offset = statistics[0]!.offset(cell, fold);
+      for (const item of fitRows(observed, fitSpace, sampler.cfgScale, differences[cell]!))
+        accumulateRow(targets, offset, item);
       return result;
     });
     try {

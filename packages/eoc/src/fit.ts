@@ -81,8 +81,11 @@ export interface ObservedRow {
   readonly trueValue: Float32Array;
   /** F_cached. */
   readonly cached: Float32Array;
-  /** (F_last - F_prev)·(step - last)/(last - prev); undefined with one computed value so far. */
-  readonly trend: Float32Array | undefined;
+  /**
+   * The trend observable of each forecast order the statistics are kept for (order 1:
+   * (F_last - F_prev)·(step - last)/(last - prev)); undefined with one computed value so far.
+   */
+  readonly trends: readonly (Float32Array | undefined)[];
   /** The row's adaLN gate (one weight per channel), when the fit is gate-weighted. */
   readonly gate?: Float32Array;
 }
@@ -93,8 +96,8 @@ export interface FitRow {
   readonly trueValue: Float32Array;
   /** F_cached. */
   readonly cached: Float32Array;
-  /** The scaled trend, if any. */
-  readonly trend: Float32Array | undefined;
+  /** The scaled trend of each order, if any. */
+  readonly trends: readonly (Float32Array | undefined)[];
   /** D as it enters this row (gated when the row is), broadcast over tokens when shorter. */
   readonly difference: Float32Array;
 }
@@ -110,7 +113,7 @@ function weighted(row: ObservedRow, difference: Float32Array): FitRow {
   return {
     trueValue: gated(row.trueValue, row.gate),
     cached: gated(row.cached, row.gate),
-    trend: row.trend && gated(row.trend, row.gate),
+    trends: row.trends.map((trend) => trend && gated(trend, row.gate)),
     difference: gated(difference, row.gate),
   };
 }
@@ -140,46 +143,62 @@ export function fitRows(
     return {
       trueValue: blend(cfgScale, c.trueValue, u.trueValue),
       cached: blend(cfgScale, c.cached, u.cached),
-      trend: c.trend && u.trend ? blend(cfgScale, c.trend, u.trend) : undefined,
+      trends: c.trends.map((trend, o) => {
+        const other = u.trends[o];
+        return trend && other ? blend(cfgScale, trend, other) : undefined;
+      }),
       difference: blend(cfgScale, c.difference, u.difference),
     };
   });
 }
 
-/** Per-row dot products of one calibration row, added to a statistics slot. */
-export function accumulateRow(
-  target: Float64Array,
-  offset: number,
-  trueValue: Float32Array,
-  cached: Float32Array,
-  trend: Float32Array | undefined,
-  difference: Float32Array,
-): void {
+/**
+ * Per-row dot products of one calibration row, added to the same slot of one statistics array per
+ * trend order (`targets[o]` gets `row.trends[o]`'s sums); the sums without a trend are the same
+ * for every order and are computed once.
+ */
+export function accumulateRow(targets: readonly Float64Array[], offset: number, row: FitRow): void {
+  const { trueValue, cached, difference, trends } = row;
   const channels = difference.length;
-  let tt = 0;
-  let tD = 0;
+  const orders = targets.length;
+  const tt = new Float64Array(orders);
+  const tD = new Float64Array(orders);
+  const te = new Float64Array(orders);
   let dd = 0;
-  let te = 0;
   let de = 0;
   let ee = 0;
   for (let i = 0; i < trueValue.length; i++) {
     const d = difference[i % channels]!; // broadcasts a per-channel D over tokens
     const e = trueValue[i]! - cached[i]!;
-    const t = trend === undefined ? 0 : trend[i]!;
-    tt += t * t;
-    tD += t * d;
     dd += d * d;
-    te += t * e;
     de += d * e;
     ee += e * e;
   }
-  target[offset + N]! += 1;
-  target[offset + TT]! += tt;
-  target[offset + TD]! += tD;
-  target[offset + DD]! += dd;
-  target[offset + TE]! += te;
-  target[offset + DE]! += de;
-  target[offset + EE]! += ee;
+  for (let o = 0; o < orders; o++) {
+    const trend = trends[o];
+    if (trend === undefined) continue;
+    let sumTT = 0;
+    let sumTD = 0;
+    let sumTE = 0;
+    for (let i = 0; i < trueValue.length; i++) {
+      const t = trend[i]!;
+      sumTT += t * t;
+      sumTD += t * difference[i % channels]!;
+      sumTE += t * (trueValue[i]! - cached[i]!);
+    }
+    tt[o] = sumTT;
+    tD[o] = sumTD;
+    te[o] = sumTE;
+  }
+  targets.forEach((target, o) => {
+    target[offset + N]! += 1;
+    target[offset + TT]! += tt[o]!;
+    target[offset + TD]! += tD[o]!;
+    target[offset + DD]! += dd;
+    target[offset + TE]! += te[o]!;
+    target[offset + DE]! += de;
+    target[offset + EE]! += ee;
+  });
 }
 
 /** Least-squares coefficients of one cell, closed form (2x2 normal equations for (a, b)). */

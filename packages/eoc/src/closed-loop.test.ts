@@ -13,22 +13,23 @@ const options: CalibrateOptions = calibration(4);
 const policy = options.basePolicy;
 
 describe("calibrate's closed-loop pass (trend setting)", () => {
+  const gains = [
+    { trendGain: "fitted", trendScale: 1 },
+    { trendGain: "fitted", trendScale: 2 },
+    { trendGain: "fixed", trendScale: 1 },
+    { trendGain: "fixed", trendScale: 0 },
+  ] as const;
+
   it("scores each candidate on the last step's stack input and keeps the best", async () => {
     const stages: string[] = [];
-    const tried = [
-      { trendGain: "fitted", trendScale: 1 },
-      { trendGain: "fitted", trendScale: 2 },
-      { trendGain: "fixed", trendScale: 1 },
-      { trendGain: "fixed", trendScale: 0 },
-    ] as const;
     const priors = await calibrate({
       ...options,
-      closedLoop: { samples: 2, candidates: tried },
+      closedLoop: { samples: 2, candidates: gains },
       onProgress: (event) => void stages.push(`${event.status} ${event.sample}/${event.samples}`),
     });
     const report = priors.header.report.closedLoop!;
     expect(report.samples).toBe(2);
-    expect(report.candidates.map(({ trendGain, trendScale }) => ({ trendGain, trendScale }))).toEqual(tried);
+    expect(report.candidates.map(({ trendGain, trendScale }) => ({ trendGain, trendScale }))).toEqual(gains);
     for (const candidate of report.candidates) {
       expect(candidate.relativeError).toBeGreaterThan(0);
       expect(Number.isFinite(candidate.relativeError)).toBe(true);
@@ -54,16 +55,10 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
   });
 
   it("races: every candidate runs the screen's samples, the best go on, the winner is theirs", async () => {
-    const tried = [
-      { trendGain: "fitted", trendScale: 1 },
-      { trendGain: "fitted", trendScale: 2 },
-      { trendGain: "fixed", trendScale: 1 },
-      { trendGain: "fixed", trendScale: 0 },
-    ] as const;
     const stages: string[] = [];
     const raced = await calibrate({
       ...options,
-      closedLoop: { samples: 4, candidates: tried, screen: { samples: 1, keep: 2 } },
+      closedLoop: { samples: 4, candidates: gains, screen: { samples: 1, keep: 2 } },
       onProgress: (event) => void stages.push(`${event.status} ${event.sample}/${event.samples}`),
     });
     const race = raced.header.report.closedLoop!;
@@ -74,7 +69,7 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
       [1, 4].map(async (samples) => {
         const priors = await calibrate({
           ...options,
-          closedLoop: { samples, candidates: tried, screen: false },
+          closedLoop: { samples, candidates: gains, screen: false },
         });
         return priors.header.report.closedLoop!.candidates.map((c) => c.relativeError);
       }),
@@ -87,11 +82,11 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
       expect(candidate.screenError).toBeCloseTo(first![i]!, 12);
     });
     const winner = finalists.reduce((a, b) => (full![b]! < full![a]! ? b : a));
-    expect(raced.header.defaults.trendGain).toBe(tried[winner]!.trendGain);
-    expect(raced.header.defaults.trendScale).toBe(tried[winner]!.trendScale);
+    expect(raced.header.defaults.trendGain).toBe(gains[winner]!.trendGain);
+    expect(raced.header.defaults.trendScale).toBe(gains[winner]!.trendScale);
     // Asked for the other gain: its best finalist's scale, or its best on the screen if none went on.
-    const other = tried[winner]!.trendGain === "fitted" ? "fixed" : "fitted";
-    const ofOther = [0, 1, 2, 3].filter((i) => tried[i]!.trendGain === other);
+    const other = gains[winner]!.trendGain === "fitted" ? "fixed" : "fitted";
+    const ofOther = [0, 1, 2, 3].filter((i) => gains[i]!.trendGain === other);
     const pool = ofOther.some((i) => finalists.includes(i))
       ? ofOther.filter((i) => finalists.includes(i))
       : ofOther;
@@ -101,7 +96,7 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
     const implicit = eoc(policy, raced, { trendGain: other }).corrector;
     const explicit = eoc(policy, raced, {
       trendGain: other,
-      trendScale: tried[expected]!.trendScale,
+      trendScale: gains[expected]!.trendScale,
     }).corrector;
     const outputs = [];
     for (const corrector of [implicit, explicit]) {
@@ -114,11 +109,11 @@ describe("calibrate's closed-loop pass (trend setting)", () => {
     // A screen that would not drop anything is no race.
     const wide = await calibrate({
       ...options,
-      closedLoop: { samples: 2, candidates: tried, screen: { samples: 1, keep: 4 } },
+      closedLoop: { samples: 2, candidates: gains, screen: { samples: 1, keep: 4 } },
     });
     expect(wide.header.report.closedLoop!.screen).toBeUndefined();
     await expect(
-      calibrate({ ...options, closedLoop: { samples: 2, candidates: tried, screen: { samples: 0 } } }),
+      calibrate({ ...options, closedLoop: { samples: 2, candidates: gains, screen: { samples: 0 } } }),
     ).rejects.toThrow(/options.closedLoop.screen.samples: expected an integer >= 1/);
   });
 

@@ -49,7 +49,7 @@ export type {
   GuardRails,
   SignalRequest,
 } from "./policy.js";
-export { DEFAULT_GUARDS, guardForcesCompute, policyIdentity } from "./policy.js";
+export { DEFAULT_GUARDS, guardForcesCompute } from "./policy.js";
 export type {
   CorrectorFactory,
   CorrectorRegistration,

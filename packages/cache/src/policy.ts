@@ -104,11 +104,6 @@ export interface CachePolicy {
   cachingLevel?(steps: number, depth: number): number;
 }
 
-/** {@link CachePolicy.identity}, or the spec where the policy has none. */
-export function policyIdentity(policy: Pick<CachePolicy, "spec" | "identity">): string {
-  return policy.identity ?? policy.spec;
-}
-
 /** Guard rails with nothing enforced beyond the first step. */
 export const DEFAULT_GUARDS: GuardRails = {
   warmupSteps: 1,

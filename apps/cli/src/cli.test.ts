@@ -168,6 +168,21 @@ describe("ditcache CLI", () => {
     expect(stdout).toMatch(/"depth":2/);
   });
 
+  it("info describes a priors file: what it is for and what its closed loop chose", async () => {
+    const priors = join(root, "models/priors/mnist-dit-fora2-ddim20.safetensors");
+    const { code, stdout } = await cli("info", priors);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(
+      /EOC priors \(format version 2\) for model [0-9a-f]{16}, base policy fora:interval=2/,
+    );
+    expect(stdout).toMatch(/ddim 20 steps \(ddim20\), cfg 4/);
+    expect(stdout).toMatch(/12 sites, 120 reused cells, channel granularity, F16/);
+    expect(stdout.match(/<- chosen/g)).toHaveLength(1);
+    expect(stdout).not.toMatch(/ditcache-eoc-priors/); // the header is described, not dumped
+    const json = JSON.parse((await cli("info", "--json", priors)).stdout);
+    expect(json.priors.basePolicy).toBe("fora:interval=2");
+  });
+
   it("a truncated file is a one-line error", async () => {
     const bytes = await readFile(fixture);
     const truncated = join(dir, "truncated.safetensors");

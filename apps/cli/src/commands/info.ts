@@ -1,9 +1,11 @@
 import { readSafetensorsFile } from "@ditcache/core";
 import { ditMacs, parameterCount, parseConfigJson } from "@ditcache/dit";
+import { loadPriors, METADATA_KEY } from "@ditcache/eoc";
 import type { Command } from "../args.js";
 import { fail } from "../output.js";
+import { describePriors } from "../priors-report.js";
 
-/** `ditcache info FILE`: what a weights file holds. */
+/** `ditcache info FILE`: what a weights, priors or stats file holds. */
 export const infoCommand: Command = {
   name: "info",
   summary: "describe a weights, priors or stats file (.safetensors): config, parameters, dtypes, metadata",
@@ -26,14 +28,21 @@ export const infoCommand: Command = {
       info.parameters = parameterCount(config);
       info.gmacsPerForward = Number((ditMacs(config).forward / 1e9).toFixed(3));
     }
-    const rest = Object.fromEntries(Object.entries(metadata).filter(([key]) => key !== "config"));
+    // A priors file: its header read and checked as EOC reads it, shown as what it is for.
+    const priors = metadata[METADATA_KEY] === undefined ? undefined : await loadPriors(path);
+    const rest = Object.fromEntries(
+      Object.entries(metadata).filter(
+        ([key]) => key !== "config" && (priors === undefined || key !== METADATA_KEY),
+      ),
+    );
     if (Object.keys(rest).length > 0) info.metadata = rest;
     if (values.json) {
-      console.log(JSON.stringify(info, null, 2));
+      console.log(JSON.stringify(priors ? { ...info, priors: priors.header } : info, null, 2));
       return;
     }
     for (const [key, value] of Object.entries(info)) {
       console.log(`${key.padEnd(16)} ${typeof value === "object" ? JSON.stringify(value) : value}`);
     }
+    if (priors) for (const line of describePriors(priors)) console.log(line);
   },
 };

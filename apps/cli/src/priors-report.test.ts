@@ -1,6 +1,6 @@
 import type { ClosedLoopReport } from "@ditcache/eoc";
 import { describe, expect, it } from "vitest";
-import { closedLoopTable } from "./calibrate.js";
+import { closedLoopTable } from "./priors-report.js";
 
 describe("closedLoopTable", () => {
   const candidate = (trendScale: number, relativeError: number, samples: number, screenError: number) => ({

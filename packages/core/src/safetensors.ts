@@ -173,12 +173,12 @@ function failWith(file: string): Fail {
   };
 }
 
-/** Validates the u64 little-endian header length against the file size and the limit. */
 /** Bytes as text, with anything but printable ASCII shown as "." (what a wrong file starts with). */
 function printable(bytes: Uint8Array): string {
   return String.fromCharCode(...bytes).replace(/[^\x20-\x7e]/g, ".");
 }
 
+/** Validates the u64 little-endian header length against the file size and the limit. */
 function readHeaderLength(prefix: Uint8Array, fileLength: number, bad: Fail): number {
   if (fileLength < 8 || prefix.length < 8)
     bad(`file is ${fileLength} bytes, expected at least 8 (header length)`);

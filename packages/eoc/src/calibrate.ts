@@ -756,6 +756,8 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
         ),
         logError: 0,
         samples: 0,
+        /** The error over the screen's samples, set when the race ran them. */
+        screenError: undefined as number | undefined,
       };
     },
   );
@@ -800,25 +802,21 @@ export async function calibrate(options: CalibrateOptions): Promise<Priors> {
     }
   };
   let finalists: Entry[] = entries;
-  const screenErrors = new Map<Entry, number>();
   if (screen) {
     for (const entry of entries) {
       await score(entry, 0, screen.samples);
-      screenErrors.set(entry, Math.exp(meanLogError(entry)));
+      entry.screenError = Math.exp(meanLogError(entry));
     }
     // A stable sort: on a tie the earlier candidate goes on.
     finalists = [...entries].sort((a, b) => meanLogError(a) - meanLogError(b)).slice(0, screen.keep);
   }
   for (const entry of finalists) await score(entry, entry.samples, closedLoop.samples);
-  const candidates = entries.map((entry) => {
-    const screenError = screenErrors.get(entry);
-    return {
-      ...entry.setting,
-      relativeError: Math.exp(meanLogError(entry)),
-      samples: entry.samples,
-      ...(screenError === undefined ? {} : { screenError }),
-    };
-  });
+  const candidates = entries.map((entry) => ({
+    ...entry.setting,
+    relativeError: Math.exp(meanLogError(entry)),
+    samples: entry.samples,
+    ...(entry.screenError === undefined ? {} : { screenError: entry.screenError }),
+  }));
   // Only candidates that ran every sample compete; the first of equals wins.
   const best = candidates
     .filter((candidate) => candidate.samples === closedLoop.samples)
